@@ -1,0 +1,107 @@
+//! The REST front end: upstream's log routes under
+//! `/apis/results.tekton.dev/{v1alpha2,v1alpha3}/parents/...`, streaming the
+//! log as chunked `text/plain`, and `/healthz`.
+//!
+//! Differences from upstream, on purpose: names are validated (400, not a
+//! 500 "not found"), an unknown log is 404, methods other than GET/HEAD (and
+//! DELETE on v1alpha2, upstream's DeleteLog mapping) get 405, and a failure
+//! after the first byte aborts the response instead of appending error text
+//! to a 200 body.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::StreamExt;
+
+use super::logs::Logs;
+use super::status::{ApiError, ErrorCode};
+use crate::run::LogName;
+
+const V1ALPHA2_LOG: &str =
+    "/apis/results.tekton.dev/v1alpha2/parents/{parent}/results/{result}/logs/{log}";
+const V1ALPHA3_LOG: &str =
+    "/apis/results.tekton.dev/v1alpha3/parents/{parent}/results/{result}/logs/{log}";
+
+/// The REST routes.
+pub fn routes(logs: Logs) -> Router {
+    Router::new()
+        .route(V1ALPHA3_LOG, get(get_log))
+        .route(V1ALPHA2_LOG, get(get_log).delete(delete_log))
+        .route("/healthz", get(healthz))
+        .with_state(logs)
+}
+
+type LogPath = Path<(String, String, String)>;
+
+async fn get_log(
+    State(logs): State<Logs>,
+    Path((parent, result, log)): LogPath,
+) -> Result<Response, ApiError> {
+    let name = LogName::from_parts(&parent, &result, &log)?;
+    let text = logs.text(name.clone()).await?;
+    let body = Body::from_stream(text.map(move |chunk| {
+        chunk.map_err(|e| {
+            // The status line is gone; aborting the chunked body is how the
+            // client learns the log is incomplete.
+            tracing::warn!(log = %name, error = %e, "aborting a log response");
+            std::io::Error::other(e.message)
+        })
+    }));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
+async fn delete_log(
+    State(logs): State<Logs>,
+    Path((parent, result, log)): LogPath,
+) -> Result<Response, ApiError> {
+    let name = LogName::from_parts(&parent, &result, &log)?;
+    logs.delete(&name).await?;
+    tracing::info!(log = %name, "log deleted");
+    Ok(Json(serde_json::json!({})).into_response())
+}
+
+async fn healthz() -> Response {
+    let mut response = Response::new(Body::from("{\"status\":\"SERVING\"}\n"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The answer to a request no route matched: a gRPC `Unimplemented` to a gRPC
+/// client, a JSON 404 to anyone else.
+pub async fn fallback(request: Request<Body>) -> Response {
+    let is_grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if is_grpc {
+        let status = tonic::Status::unimplemented(format!(
+            "unknown service or method {}",
+            request.uri().path()
+        ));
+        return status.into_http::<Body>();
+    }
+    let mut response = ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {}", request.uri().path()),
+    )
+    .into_response();
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}

@@ -1,0 +1,65 @@
+//! The log operations both front ends serve (gRPC and REST): read a log as
+//! text chunks, store an upload, delete. Failures that can be known before the
+//! first byte (bad name, unknown log, unreadable store) are returned as
+//! errors, so a client gets an honest status rather than an empty success.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream};
+use futures::StreamExt;
+
+use super::status::ApiError;
+use crate::backend::{ByteStream, LogBackend, LogQuery, WriteSummary};
+use crate::pipeline::text_chunks;
+use crate::run::LogName;
+
+/// A log body on its way out: text chunks; an `Err` ends it.
+pub type TextStream = BoxStream<'static, Result<Bytes, ApiError>>;
+
+/// What the front ends share.
+#[derive(Debug, Clone)]
+pub struct Logs {
+    backend: Arc<dyn LogBackend>,
+    chunk_size: usize,
+}
+
+impl Logs {
+    /// Serves `backend`, cutting text into chunks of `chunk_size` bytes.
+    pub fn new(backend: Arc<dyn LogBackend>, chunk_size: usize) -> Self {
+        assert!(chunk_size > 0, "chunk size must be positive");
+        Self {
+            backend,
+            chunk_size,
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn LogBackend> {
+        &self.backend
+    }
+
+    /// Opens a log as text chunks. Waits for the first chunk, so that a
+    /// missing log or a failing store is an `Err` here, not a broken stream.
+    pub async fn text(&self, name: LogName) -> Result<TextStream, ApiError> {
+        let pages = self.backend.read(LogQuery::new(name));
+        let mut chunks = text_chunks(pages, self.chunk_size).boxed();
+        match chunks.next().await {
+            None => Ok(stream::empty().boxed()),
+            Some(Err(e)) => Err(e.into()),
+            Some(Ok(first)) => Ok(stream::once(async { Ok(first) })
+                .chain(chunks.map(|r| r.map_err(ApiError::from)))
+                .boxed()),
+        }
+    }
+
+    /// Stores an upload.
+    pub async fn store(&self, name: &LogName, data: ByteStream) -> Result<WriteSummary, ApiError> {
+        Ok(self.backend.write(name, data).await?)
+    }
+
+    /// Deletes a log.
+    pub async fn delete(&self, name: &LogName) -> Result<(), ApiError> {
+        Ok(self.backend.delete(name).await?)
+    }
+}

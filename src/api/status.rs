@@ -1,0 +1,123 @@
+//! One error type for both front ends: every layer's error says its
+//! `ErrorCode`, which maps once to a gRPC code and once to an HTTP status.
+//! Internal causes go to the service's log, not to clients.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::backend;
+use crate::run::NameError;
+
+/// The kinds of failure a client can tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Malformed input: a name, a position, a request.
+    InvalidArgument,
+    /// The log does not exist.
+    NotFound,
+    /// An upload broke off before its end.
+    Aborted,
+    /// The provider is down or overloaded; retrying may help.
+    Unavailable,
+    /// A failure inside the service or its store.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The gRPC status code.
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            Self::InvalidArgument => tonic::Code::InvalidArgument,
+            Self::NotFound => tonic::Code::NotFound,
+            Self::Aborted => tonic::Code::Aborted,
+            Self::Unavailable => tonic::Code::Unavailable,
+            Self::Internal => tonic::Code::Internal,
+        }
+    }
+
+    /// The HTTP status, as the gRPC-HTTP gateway mapping has it.
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            Self::InvalidArgument => StatusCode::BAD_REQUEST,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Aborted => StatusCode::CONFLICT,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// Its kind.
+    pub code: ErrorCode,
+    /// The client-facing message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of `code` with `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(err: NameError) -> Self {
+        Self::new(ErrorCode::InvalidArgument, err.to_string())
+    }
+}
+
+impl From<backend::Error> for ApiError {
+    fn from(err: backend::Error) -> Self {
+        use backend::Error as E;
+        let code = match &err {
+            E::NotFound { .. } => ErrorCode::NotFound,
+            E::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            E::UploadAborted { .. } => ErrorCode::Aborted,
+            E::Unavailable { .. } => ErrorCode::Unavailable,
+            E::Internal { provider, .. } => {
+                tracing::error!(provider, error = %err, "backend operation failed");
+                return Self::new(
+                    ErrorCode::Internal,
+                    format!("internal error in the {provider} log store; the cause is in the service log"),
+                );
+            }
+        };
+        Self::new(code, err.to_string())
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(err: ApiError) -> Self {
+        tonic::Status::new(err.code.grpc_code(), err.message)
+    }
+}
+
+/// The JSON error body of the REST routes, in the gRPC-HTTP gateway's shape.
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    code: i32,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code.grpc_code() as i32,
+            message: &self.message,
+        };
+        (self.code.http_status(), axum::Json(body)).into_response()
+    }
+}
