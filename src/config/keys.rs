@@ -1,0 +1,118 @@
+//! Names of every configuration key, with what each one means and its
+//! default. Apart from `SERVER_HOST`, these are the upstream Tekton Results
+//! keys, read from the environment, the config file or CLI overrides.
+//!
+//! For the optional text keys (API URL, CA certificate, multipart regex, JSON
+//! map, line format) an empty value means the same as unset.
+
+/// Address the server listens on, an IPv4 or IPv6 address (ours, not
+/// upstream). Default `127.0.0.1`.
+pub const SERVER_HOST: &str = "SERVER_HOST";
+
+/// Port the server listens on, 0 to 65535 (0 picks a free port). Default
+/// `8080`.
+pub const SERVER_PORT: &str = "SERVER_PORT";
+
+/// Whether the logs API is served (`true`/`false`, `1`/`0`, `yes`/`no`,
+/// `on`/`off`). Default `false`.
+pub const LOGS_API: &str = "LOGS_API";
+
+/// Where logs are read from: `File` or `local` (the embedded local store),
+/// `Loki`, `Blob` or `Splunk`. Default `File`.
+pub const LOGS_TYPE: &str = "LOGS_TYPE";
+
+/// Size in bytes of the chunks logs are streamed in; a value below 1 means
+/// 65536, the maximum is 4190208. Default `32768`.
+pub const LOGS_BUFFER_SIZE: &str = "LOGS_BUFFER_SIZE";
+
+/// Data directory of the embedded local store. Default: see
+/// [`DEFAULT_DATA_DIR_DOC`].
+pub const LOGS_PATH: &str = "LOGS_PATH";
+
+/// Whether log lines are returned with their timestamps. Default `false`.
+pub const LOGS_TIMESTAMPS: &str = "LOGS_TIMESTAMPS";
+
+/// Base URL of the logging backend (`http://` or `https://`; for `Blob` also
+/// `s3://`, `gs://`, `file://` or `az://`). Default unset.
+pub const LOGGING_PLUGIN_API_URL: &str = "LOGGING_PLUGIN_API_URL";
+
+/// Path appended to the API URL when the backend sits behind a proxy; empty
+/// for none. Default `/api/logs/v1/application`.
+pub const LOGGING_PLUGIN_PROXY_PATH: &str = "LOGGING_PLUGIN_PROXY_PATH";
+
+/// File holding the bearer token sent to the backend. Default
+/// `/var/run/secrets/kubernetes.io/serviceaccount/token`.
+pub const LOGGING_PLUGIN_TOKEN_PATH: &str = "LOGGING_PLUGIN_TOKEN_PATH";
+
+/// Label the backend stores the Kubernetes namespace under. Default
+/// `kubernetes_namespace_name`.
+pub const LOGGING_PLUGIN_NAMESPACE_KEY: &str = "LOGGING_PLUGIN_NAMESPACE_KEY";
+
+/// Dotted JSON path of the container name in log records; empty for none.
+/// Default `kubernetes.container_name`.
+pub const LOGGING_PLUGIN_CONTAINER_KEY: &str = "LOGGING_PLUGIN_CONTAINER_KEY";
+
+/// Labels added to every query, as `name=value,name=value`; empty for none.
+/// Default `log_type=application`.
+pub const LOGGING_PLUGIN_STATIC_LABELS: &str = "LOGGING_PLUGIN_STATIC_LABELS";
+
+/// PEM text (not a path) of the CA certificates trusted for the backend.
+/// Default unset (system roots).
+pub const LOGGING_PLUGIN_CA_CERT: &str = "LOGGING_PLUGIN_CA_CERT";
+
+/// Whether TLS certificate verification of the backend is turned off.
+/// Default `false`.
+pub const LOGGING_PLUGIN_TLS_VERIFICATION_DISABLE: &str = "LOGGING_PLUGIN_TLS_VERIFICATION_DISABLE";
+
+/// Maximum number of log lines per backend query, 1 to 5000. Default `1700`.
+pub const LOGGING_PLUGIN_QUERY_LIMIT: &str = "LOGGING_PLUGIN_QUERY_LIMIT";
+
+/// Whole minutes the log forwarder may take to store logs after a run
+/// completes; widens the query time range. Default `10`.
+pub const LOGGING_PLUGIN_FORWARDER_DELAY_DURATION: &str = "LOGGING_PLUGIN_FORWARDER_DELAY_DURATION";
+
+/// Extra query parameters sent to the backend, as `key=value&key=value`;
+/// empty for none. Default `direction=forward`.
+pub const LOGGING_PLUGIN_QUERY_PARAMS: &str = "LOGGING_PLUGIN_QUERY_PARAMS";
+
+/// Regular expression matching the name suffix of the parts of one log
+/// stored in several objects (e.g. `-\d{10}$`). Default unset.
+pub const LOGGING_PLUGIN_MULTIPART_REGEX: &str = "LOGGING_PLUGIN_MULTIPART_REGEX";
+
+/// Flat JSON object of string to string naming fields of the backend's JSON
+/// log records, e.g. `{"pod":"kubernetes.pod_name"}`. Default unset.
+pub const LOGGING_PLUGIN_JSON_MAP: &str = "LOGGING_PLUGIN_JSON_MAP";
+
+/// Format applied to each log line returned by the backend. Default unset.
+pub const LOGGING_PLUGIN_LINE_FORMAT: &str = "LOGGING_PLUGIN_LINE_FORMAT";
+
+/// Every key above, in the order they are validated.
+pub const ALL: &[&str] = &[
+    SERVER_HOST,
+    SERVER_PORT,
+    LOGS_API,
+    LOGS_TYPE,
+    LOGS_BUFFER_SIZE,
+    LOGS_PATH,
+    LOGS_TIMESTAMPS,
+    LOGGING_PLUGIN_API_URL,
+    LOGGING_PLUGIN_PROXY_PATH,
+    LOGGING_PLUGIN_TOKEN_PATH,
+    LOGGING_PLUGIN_NAMESPACE_KEY,
+    LOGGING_PLUGIN_CONTAINER_KEY,
+    LOGGING_PLUGIN_STATIC_LABELS,
+    LOGGING_PLUGIN_CA_CERT,
+    LOGGING_PLUGIN_TLS_VERIFICATION_DISABLE,
+    LOGGING_PLUGIN_QUERY_LIMIT,
+    LOGGING_PLUGIN_FORWARDER_DELAY_DURATION,
+    LOGGING_PLUGIN_QUERY_PARAMS,
+    LOGGING_PLUGIN_MULTIPART_REGEX,
+    LOGGING_PLUGIN_JSON_MAP,
+    LOGGING_PLUGIN_LINE_FORMAT,
+];
+
+/// How the default of [`LOGS_PATH`] is chosen, for docs and `--help`.
+pub const DEFAULT_DATA_DIR_DOC: &str =
+    "$XDG_DATA_HOME/tekton-results-logs if XDG_DATA_HOME is set \
+     and non-empty, else $HOME/.local/share/tekton-results-logs if HOME is set and non-empty, \
+     else ./tekton-results-logs-data";
