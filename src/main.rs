@@ -1,1 +1,260 @@
-fn main() {}
+//! The `tekton-results-logs` command: `serve` runs the service; `check`
+//! validates the configuration; `get` and `push` are clients of a running
+//! service's upstream-compatible gRPC API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+use tekton_results_logs::config::{self, keys, Config, RawConfig};
+use tekton_results_logs::proto::tekton::results::{v1alpha2, v1alpha3};
+use tekton_results_logs::{api, backend, telemetry};
+
+/// Where `get` and `push` find the service unless told otherwise.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// Bytes per UpdateLog message sent by `push` (the Results watcher sends at
+/// most 64 KiB per message too).
+const PUSH_CHUNK_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tekton-results-logs",
+    version,
+    about = "Serves Tekton TaskRun and PipelineRun logs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (gRPC and REST on one port).
+    Serve(ConfigArgs),
+    /// Validate the configuration and print what the service would use.
+    Check(ConfigArgs),
+    /// Print a log to standard output.
+    Get {
+        /// The log: <namespace>/results/<result>/logs/<log>.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Store a log, streamed from a file or standard input.
+    Push {
+        /// The log: <namespace>/results/<result>/logs/<log>.
+        name: String,
+        /// The file to upload; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// An env-format config file (KEY=VALUE lines); the environment overrides it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on (SERVER_HOST; default 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    host: Option<String>,
+    /// Port for gRPC and REST (SERVER_PORT; default 8080; 0 picks a free one).
+    #[arg(long)]
+    port: Option<String>,
+    /// Data directory of the local store (LOGS_PATH).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// The service's URL.
+    #[arg(long, default_value = DEFAULT_SERVER)]
+    server: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Check(args) => check(args).await,
+        Command::Get { name, client } => get(&name, &client.server).await,
+        Command::Push { name, file, client } => push(&name, file, &client.server).await,
+    }
+}
+
+fn load_config(args: &ConfigArgs) -> Result<(RawConfig, Config), config::Error> {
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    let mut raw = RawConfig::load(args.config.as_deref(), env)?;
+    if let Some(host) = &args.host {
+        raw.set(keys::SERVER_HOST, host.clone());
+    }
+    if let Some(port) = &args.port {
+        raw.set(keys::SERVER_PORT, port.clone());
+    }
+    if let Some(dir) = &args.data_dir {
+        raw.set(keys::LOGS_PATH, dir.to_string_lossy());
+    }
+    let config = Config::from_raw(&raw)?;
+    Ok((raw, config))
+}
+
+async fn check(args: ConfigArgs) -> Result<(), String> {
+    let (_, config) = load_config(&args).map_err(|e| format!("invalid configuration: {e}"))?;
+    print!("{}", config.describe());
+    let backend = backend::build(&config).map_err(|e| e.to_string())?;
+    backend
+        .check()
+        .await
+        .map_err(|e| format!("the {} store is not usable: {e}", backend.provider()))?;
+    println!("ok: the {} store is usable", backend.provider());
+    Ok(())
+}
+
+async fn serve(args: ConfigArgs) -> Result<(), String> {
+    let (raw, config) = load_config(&args).map_err(|e| format!("invalid configuration: {e}"))?;
+    telemetry::init(raw.get("LOG_LEVEL"))?;
+    let backend = backend::build(&config).map_err(|e| e.to_string())?;
+    backend
+        .check()
+        .await
+        .map_err(|e| format!("the {} store is not usable: {e}", backend.provider()))?;
+    let address = (config.server.host, config.server.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("listening on {}:{}: {e}", address.0, address.1))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(
+        address = %local,
+        provider = backend.provider(),
+        data_dir = %config.logs.path.display(),
+        "serving gRPC and REST"
+    );
+    // Scripts and tests read the address from this line (port 0 picks one).
+    println!("tekton-results-logs listening on {local}");
+    let router = api::router(backend, config.logs.buffer_size).await;
+    api::serve(listener, router, shutdown_signal())
+        .await
+        .map_err(|e| format!("serving: {e}"))
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn connect(server: &str) -> Result<tonic::transport::Channel, String> {
+    tonic::transport::Endpoint::from_shared(server.to_owned())
+        .map_err(|e| format!("--server {server:?}: {e}"))?
+        .connect()
+        .await
+        .map_err(|e| format!("connecting to {server}: {e}"))
+}
+
+fn status_message(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+async fn get(name: &str, server: &str) -> Result<(), String> {
+    let mut client = v1alpha3::logs_client::LogsClient::new(connect(server).await?);
+    let request = v1alpha3::GetLogRequest {
+        name: name.to_owned(),
+    };
+    let mut chunks = client
+        .get_log(request)
+        .await
+        .map_err(|s| status_message(&s))?
+        .into_inner();
+    let mut stdout = tokio::io::stdout();
+    while let Some(chunk) = chunks.message().await.map_err(|s| status_message(&s))? {
+        stdout
+            .write_all(&chunk.data)
+            .await
+            .map_err(|e| format!("writing to standard output: {e}"))?;
+    }
+    stdout
+        .flush()
+        .await
+        .map_err(|e| format!("writing to standard output: {e}"))
+}
+
+async fn push(name: &str, file: Option<PathBuf>, server: &str) -> Result<(), String> {
+    let input: Box<dyn AsyncRead + Send + Unpin> = match &file {
+        Some(path) if path.as_os_str() != "-" => Box::new(
+            tokio::fs::File::open(path)
+                .await
+                .map_err(|e| format!("opening {}: {e}", path.display()))?,
+        ),
+        _ => Box::new(tokio::io::stdin()),
+    };
+    let mut client = v1alpha2::logs_client::LogsClient::new(connect(server).await?);
+    let name = name.to_owned();
+    let (read_failed, read_error) = tokio::sync::oneshot::channel::<String>();
+    let mut read_failed = Some(read_failed);
+    let messages = async_stream::stream! {
+        let mut chunks = ReaderStream::with_capacity(input, PUSH_CHUNK_BYTES);
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(data) => yield v1alpha2::Log { name: name.clone(), data },
+                Err(e) => {
+                    // Ending the stream would half-close the call and store a
+                    // truncated log as complete; stalling lets the select below
+                    // drop the call, which cancels the upload on the server.
+                    if let Some(tx) = read_failed.take() {
+                        let _ = tx.send(e.to_string());
+                    }
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        summary = client.update_log(messages) => {
+            let summary = summary.map_err(|s| status_message(&s))?.into_inner();
+            println!("stored {} bytes as {}", summary.bytes_received, summary.record);
+            Ok(())
+        }
+        Ok(e) = read_error => Err(format!("reading the log to upload: {e}; the upload was cancelled")),
+    }
+}

@@ -1,1 +1,24 @@
+//! Integration tests, one binary (see `Cargo.toml`): each module tests one
+//! behaviour through the real `tekton-results-logs` binary or the library's
+//! public API.
 
+/// Starting the real server on an ephemeral loopback port; clients.
+mod support;
+
+/// The `LogBackend` contract suite, run against the local store (and, later,
+/// every provider's fake).
+mod backend_conformance;
+/// Invalid names, unknown logs, wrong methods: precise errors, never a panic.
+mod bad_input;
+/// The `get`, `push` and `check` commands.
+mod cli;
+/// Upload then read back byte for byte over gRPC (v1alpha2, v1alpha3) and REST.
+mod get_log_compat;
+/// A 100 MB log through gRPC and REST in bounded chunks.
+mod large_log;
+/// gRPC reflection, health, /healthz.
+mod reflection_health;
+/// Uploads: concurrency, broken streams, mismatched names, delete.
+mod update_log;
+/// The proto layout against upstream's wire bytes.
+mod wire_compat;

@@ -1,0 +1,175 @@
+//! The `LogBackend` contract every provider passes: push then read back,
+//! order and completeness, resume from every position, not-found, atomic
+//! replacement. Each provider's test calls `run_suite` with a fresh backend.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use proptest::prelude::*;
+use tekton_results_logs::backend::{self, local::LocalStore, LogBackend, LogQuery};
+use tekton_results_logs::record::{LogRecord, Position};
+use tekton_results_logs::run::LogName;
+
+fn name(log: &str) -> LogName {
+    LogName::parse(&format!("conformance/results/r/logs/{log}")).unwrap()
+}
+
+async fn push(
+    backend: &dyn LogBackend,
+    log: &LogName,
+    pieces: Vec<Vec<u8>>,
+) -> backend::Result<u64> {
+    let stream = futures::stream::iter(pieces.into_iter().map(|p| Ok(Bytes::from(p)))).boxed();
+    Ok(backend.write(log, stream).await?.bytes)
+}
+
+async fn records(backend: &dyn LogBackend, query: LogQuery) -> backend::Result<Vec<LogRecord>> {
+    let pages: Vec<_> = backend.read(query).try_collect().await?;
+    Ok(pages.into_iter().flat_map(|p| p.records).collect())
+}
+
+fn text(records: &[LogRecord]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        out.extend_from_slice(&r.message);
+        if r.terminated {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// The whole contract, against one backend.
+pub async fn run_suite(backend: Arc<dyn LogBackend>) {
+    backend
+        .check()
+        .await
+        .expect("check passes on a usable backend");
+
+    // Push then read back: same bytes, positions strictly increasing.
+    let log = name("round-trip");
+    let body = b"line one\nline two\n\nline four without end".to_vec();
+    let written = push(
+        &*backend,
+        &log,
+        vec![body[..5].to_vec(), body[5..].to_vec()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, body.len() as u64);
+    let all = records(&*backend, LogQuery::new(log.clone()))
+        .await
+        .unwrap();
+    assert_eq!(text(&all), body);
+    assert_eq!(all.len(), 4);
+    assert!(
+        all.windows(2).all(|w| w[0].position < w[1].position),
+        "positions increase"
+    );
+
+    // Resume after every position: exactly the records that follow.
+    for (i, record) in all.iter().enumerate() {
+        let rest = records(
+            &*backend,
+            LogQuery::new(log.clone()).after(Some(record.position)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(rest, all[i + 1..].to_vec(), "resume after record {i}");
+    }
+
+    // Not found, before any byte.
+    let mut missing = backend.read(LogQuery::new(name("missing")));
+    let first = missing.next().await.expect("an error item");
+    assert!(
+        matches!(first, Err(backend::Error::NotFound { .. })),
+        "{first:?}"
+    );
+
+    // A foreign position is refused rather than silently misread.
+    let foreign = Position {
+        ts_ns: i64::MAX,
+        seq: u64::MAX,
+    };
+    let err = records(&*backend, LogQuery::new(log.clone()).after(Some(foreign)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, backend::Error::InvalidArgument { .. }),
+        "{err:?}"
+    );
+
+    // A failed upload leaves the previous log whole.
+    let broken = futures::stream::iter(vec![
+        Ok(Bytes::from_static(b"partial")),
+        Err(backend::Error::UploadAborted {
+            name: log.to_string(),
+            message: "test".into(),
+        }),
+    ])
+    .boxed();
+    assert!(backend.write(&log, broken).await.is_err());
+    assert_eq!(
+        text(
+            &records(&*backend, LogQuery::new(log.clone()))
+                .await
+                .unwrap()
+        ),
+        body
+    );
+
+    // Delete.
+    backend.delete(&log).await.unwrap();
+    let err = records(&*backend, LogQuery::new(log.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, backend::Error::NotFound { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn local_store_passes_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    run_suite(Arc::new(LocalStore::new(dir.path()))).await;
+}
+
+fn log_text() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(prop_oneof![3 => Just(b'\n'), 10 => any::<u8>()], 0..3_000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Any text, uploaded in any pieces, reads back exactly, and resuming
+    /// after any record yields exactly the rest.
+    #[test]
+    fn local_store_reads_back_and_resumes_exactly(
+        body in log_text(),
+        cuts in proptest::collection::vec(1usize..500, 0..8),
+        resume_at in any::<prop::sample::Index>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = LocalStore::new(dir.path());
+            let mut pieces = Vec::new();
+            let mut rest = &body[..];
+            for cut in cuts {
+                let (now, later) = rest.split_at(cut.min(rest.len()));
+                pieces.push(now.to_vec());
+                rest = later;
+            }
+            pieces.push(rest.to_vec());
+            let log = name("prop");
+            push(&store, &log, pieces).await.unwrap();
+            let all = records(&store, LogQuery::new(log.clone())).await.unwrap();
+            prop_assert_eq!(text(&all), body.clone());
+            if !all.is_empty() {
+                let i = resume_at.index(all.len());
+                let tail = records(&store, LogQuery::new(log).after(Some(all[i].position))).await.unwrap();
+                prop_assert_eq!(&tail[..], &all[i + 1..]);
+            }
+            Ok(())
+        })?;
+    }
+}

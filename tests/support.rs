@@ -1,0 +1,148 @@
+//! Starts the real server binary on `127.0.0.1:0` with a fresh data
+//! directory, and connects clients to it.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tekton_results_logs::proto::tekton::results::{v1alpha2, v1alpha3};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tekton-results-logs");
+
+pub const NAME: &str =
+    "results-cap/results/632c7746-5b0d-45ed-ad1d-08540d75fd83/logs/00267d8d-3638-4ee0-ba4b-585665422ee1";
+
+/// A running server; killed when dropped.
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    /// Held so that the server is killed when the test ends.
+    _child: Child,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(HashMap::new()).await
+    }
+
+    /// Starts the server with only `env` (plus the data directory and port 0)
+    /// in its environment.
+    pub async fn start_with(env: HashMap<&str, String>) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .env_clear()
+            .env("SERVER_PORT", "0")
+            .env("LOGS_PATH", data_dir.path())
+            .env("LOG_LEVEL", "warn")
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("starting the server binary");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the server did not say where it listens within 30 s")
+            .unwrap()
+            .expect("the server exited before listening");
+        let addr = line
+            .strip_prefix("tekton-results-logs listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            addr,
+            data_dir,
+            _child: child,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn v1alpha3(&self) -> v1alpha3::logs_client::LogsClient<Channel> {
+        v1alpha3::logs_client::LogsClient::new(self.channel().await)
+    }
+
+    pub async fn v1alpha2(&self) -> v1alpha2::logs_client::LogsClient<Channel> {
+        v1alpha2::logs_client::LogsClient::new(self.channel().await)
+    }
+
+    pub fn rest_url(&self, version: &str, name: &str) -> String {
+        let (parent, rest) = name.split_once('/').unwrap();
+        format!(
+            "{}/apis/results.tekton.dev/{version}/parents/{parent}/{rest}",
+            self.url()
+        )
+    }
+
+    /// Uploads `data` in messages of `chunk` bytes over v1alpha2 UpdateLog.
+    pub async fn upload(
+        &self,
+        name: &str,
+        data: &[u8],
+        chunk: usize,
+    ) -> Result<v1alpha2::LogSummary, tonic::Status> {
+        let messages: Vec<v1alpha2::Log> = data
+            .chunks(chunk.max(1))
+            .map(|c| v1alpha2::Log {
+                name: name.to_owned(),
+                data: bytes::Bytes::copy_from_slice(c),
+            })
+            .collect();
+        let mut client = self.v1alpha2().await;
+        client
+            .update_log(futures::stream::iter(messages))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Reads a log over v1alpha3 GetLog: its chunks' data.
+    pub async fn get_chunks(&self, name: &str) -> Result<Vec<bytes::Bytes>, tonic::Status> {
+        let mut client = self.v1alpha3().await;
+        let mut stream = client
+            .get_log(v1alpha3::GetLogRequest {
+                name: name.to_owned(),
+            })
+            .await?
+            .into_inner();
+        let mut chunks = Vec::new();
+        while let Some(body) = stream.message().await? {
+            assert_eq!(body.content_type, "text/plain");
+            chunks.push(body.data);
+        }
+        Ok(chunks)
+    }
+}
+
+/// A log of `lines` numbered lines, shaped like the upstream capture.
+pub fn sample_log(lines: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 1..=lines {
+        out.extend_from_slice(
+            format!("container-step-prepare: message=step-prepare line {i:07} lorem ipsum dolor sit amet\n").as_bytes(),
+        );
+    }
+    out
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
