@@ -1,5 +1,7 @@
 //! Logging set-up (tracing to stderr).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `level` is an `EnvFilter` directive
@@ -10,6 +12,7 @@ pub fn init(level: Option<&str>) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init()
         .map_err(|e| e.to_string())
 }

@@ -125,3 +125,25 @@ async fn health_reports_serving_for_the_server_and_each_logs_service() {
     assert_eq!(response.headers()["content-type"], "application/json");
     assert_eq!(response.text().await.unwrap(), "{\"status\":\"SERVING\"}\n");
 }
+
+#[tokio::test]
+async fn reflection_serves_every_imported_file_so_generic_clients_resolve_types() {
+    let server = TestServer::start().await;
+    for file in [
+        "google/api/httpbody.proto",
+        "google/protobuf/any.proto",
+        "google/protobuf/empty.proto",
+        "tekton/results/v1alpha2/logs.proto",
+    ] {
+        let answer = reflect(&server, MessageRequest::FileByFilename(file.into())).await;
+        let MessageResponse::FileDescriptorResponse(files) = answer else {
+            panic!("{file}: not a file descriptor answer: {answer:?}");
+        };
+        let names: Vec<String> = files
+            .file_descriptor_proto
+            .iter()
+            .map(|b| prost_types::FileDescriptorProto::decode(&b[..]).unwrap().name().to_owned())
+            .collect();
+        assert!(names.iter().any(|n| n == file), "{file}: {names:?}");
+    }
+}

@@ -83,7 +83,8 @@ pub struct ServerConfig {
 /// The logs API and its store.
 #[derive(Debug, Clone)]
 pub struct LogsConfig {
-    /// Whether the logs API is served (`LOGS_API`).
+    /// `LOGS_API`, read for compatibility with upstream config files. This
+    /// service always serves its Logs APIs: serving logs is all it does.
     pub api: bool,
     /// Where logs are read from (`LOGS_TYPE`).
     pub provider: Provider,
@@ -91,7 +92,8 @@ pub struct LogsConfig {
     pub buffer_size: usize,
     /// Data directory of the embedded local store (`LOGS_PATH`).
     pub path: PathBuf,
-    /// Whether log lines carry their timestamps (`LOGS_TIMESTAMPS`).
+    /// `LOGS_TIMESTAMPS`: unused by upstream's API server (its watcher adds
+    /// timestamps when it uploads); kept for the structured API to come.
     pub timestamps: bool,
 }
 
@@ -270,7 +272,10 @@ impl Config {
                 "listen address",
                 SocketAddr::new(self.server.host, self.server.port).to_string(),
             ),
-            ("logs API", enabled(self.logs.api).to_owned()),
+            (
+                "logs API",
+                format!("always served (LOGS_API={})", self.logs.api),
+            ),
             ("data dir", self.logs.path.display().to_string()),
             ("buffer size", format!("{} bytes", self.logs.buffer_size)),
             ("timestamps", enabled(self.logs.timestamps).to_owned()),
