@@ -208,3 +208,50 @@ async fn unknown_grpc_services_and_methods_are_unimplemented() {
         assert_eq!(status.code(), tonic::Code::Unimplemented, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_failing_store_read_is_internal_not_an_empty_success() {
+    let server = TestServer::start().await;
+    // A directory where the log file should be: opening works, reading fails.
+    let log_dir = server
+        .data_dir
+        .path()
+        .join("results-cap")
+        .join(RESULT)
+        .join("00267d8d-3638-4ee0-ba4b-585665422ee1");
+    std::fs::create_dir_all(log_dir.join("upload.log")).unwrap();
+    let status = server.get_chunks(NAME).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Internal);
+    assert!(
+        status.message().contains("the cause is in the service log"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains("upload.log"),
+        "internals stay in the log: {}",
+        status.message()
+    );
+    let response = http()
+        .get(server.rest_url("v1alpha3", NAME))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], 13);
+}
+
+#[tokio::test]
+async fn a_failing_store_write_is_internal_and_stores_nothing() {
+    let server = TestServer::start().await;
+    // A file where the namespace directory should be.
+    std::fs::write(server.data_dir.path().join("results-cap"), b"in the way").unwrap();
+    let status = server.upload(NAME, b"data\n", 10).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Internal);
+    std::fs::remove_file(server.data_dir.path().join("results-cap")).unwrap();
+    assert_eq!(
+        server.get_chunks(NAME).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+}
