@@ -123,22 +123,40 @@ fn load_config(args: &ConfigArgs) -> Result<(RawConfig, Config), config::Error> 
     Ok((raw, config))
 }
 
+/// Writes to standard output; a closed pipe (`check | head`) is not an error.
+fn print_out(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("writing to standard output: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 async fn check(args: ConfigArgs) -> Result<(), String> {
-    let (_, config) = load_config(&args).map_err(|e| format!("invalid configuration: {e}"))?;
-    print!("{}", config.describe());
-    let backend = backend::build(&config).map_err(|e| e.to_string())?;
+    let (raw, config) = load_config(&args).map_err(|e| format!("invalid configuration: {e}"))?;
+    print_out(&config.describe())?;
+    for key in raw.unknown_keys() {
+        print_out(&format!(
+            "warning: {key} is not a key this service reads; it is ignored\n"
+        ))?;
+    }
+    let backend = backend::build(&config).map_err(|e| format!("invalid configuration: {e}"))?;
     backend
         .check()
         .await
         .map_err(|e| format!("the {} store is not usable: {e}", backend.provider()))?;
-    println!("ok: the {} store is usable", backend.provider());
-    Ok(())
+    print_out(&format!("ok: the {} store is usable\n", backend.provider()))
 }
 
 async fn serve(args: ConfigArgs) -> Result<(), String> {
     let (raw, config) = load_config(&args).map_err(|e| format!("invalid configuration: {e}"))?;
-    telemetry::init(raw.get("LOG_LEVEL"))?;
-    let backend = backend::build(&config).map_err(|e| e.to_string())?;
+    telemetry::init(&config.server.log_level)?;
+    for key in raw.unknown_keys() {
+        tracing::warn!(key, "not a key this service reads; it is ignored");
+    }
+    let backend = backend::build(&config).map_err(|e| format!("invalid configuration: {e}"))?;
     backend
         .check()
         .await

@@ -4,11 +4,10 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. `level` is an `EnvFilter` directive
-/// (`info`, `debug`, `tekton_results_logs=debug,warn`); `None` means `info`.
-pub fn init(level: Option<&str>) -> Result<(), String> {
-    let filter = EnvFilter::try_new(level.unwrap_or("info"))
-        .map_err(|e| format!("LOG_LEVEL={level:?}: {e}"))?;
+/// Installs the global subscriber. `level` is the validated `LOG_LEVEL`, an
+/// `EnvFilter` directive (`info`, `tekton_results_logs=debug,warn`).
+pub fn init(level: &str) -> Result<(), String> {
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("LOG_LEVEL={level:?}: {e}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -99,7 +99,8 @@ pub fn build(config: &Config) -> Result<Arc<dyn LogBackend>> {
         Provider::Local => Ok(Arc::new(local::LocalStore::new(&config.logs.path))),
         other => Err(Error::InvalidArgument {
             message: format!(
-                "LOGS_TYPE={other}: this provider is not available yet; use LOGS_TYPE=File (the local store)"
+                "LOGS_TYPE selects the {other} provider, which this version does not have yet; \
+                 use LOGS_TYPE=File (the embedded local store)"
             ),
         }),
     }

@@ -13,11 +13,12 @@ pub const SERVER_HOST: &str = "SERVER_HOST";
 /// `8080`.
 pub const SERVER_PORT: &str = "SERVER_PORT";
 
-/// Whether the logs API is served (`true`/`false`, `1`/`0`, `yes`/`no`,
-/// `on`/`off`). Default `false`.
+/// Upstream's switch for its Logs gRPC service (`true`/`false`, `1`/`0`,
+/// `yes`/`no`, `on`/`off`). Read for compatibility and validated; this service
+/// always serves its Logs APIs. Default `false`.
 pub const LOGS_API: &str = "LOGS_API";
 
-/// Where logs are read from: `File` or `local` (the embedded local store),
+/// Where logs are read from: `File` or `local`, any case (the embedded local store),
 /// `Loki`, `Blob` or `Splunk`. Default `File`.
 pub const LOGS_TYPE: &str = "LOGS_TYPE";
 
@@ -29,7 +30,9 @@ pub const LOGS_BUFFER_SIZE: &str = "LOGS_BUFFER_SIZE";
 /// [`DEFAULT_DATA_DIR_DOC`].
 pub const LOGS_PATH: &str = "LOGS_PATH";
 
-/// Whether log lines are returned with their timestamps. Default `false`.
+/// Upstream's timestamps switch, unused by its API server (its watcher adds
+/// timestamps when uploading). Read for compatibility and validated. Default
+/// `false`.
 pub const LOGS_TIMESTAMPS: &str = "LOGS_TIMESTAMPS";
 
 /// Base URL of the logging backend (`http://` or `https://`; for `Blob` also
@@ -86,10 +89,15 @@ pub const LOGGING_PLUGIN_JSON_MAP: &str = "LOGGING_PLUGIN_JSON_MAP";
 /// Format applied to each log line returned by the backend. Default unset.
 pub const LOGGING_PLUGIN_LINE_FORMAT: &str = "LOGGING_PLUGIN_LINE_FORMAT";
 
+/// The service's log filter, a tracing directive such as `info`, `debug` or
+/// `tekton_results_logs=debug,warn`. Default `info`.
+pub const LOG_LEVEL: &str = "LOG_LEVEL";
+
 /// Every key above, in the order they are validated.
 pub const ALL: &[&str] = &[
     SERVER_HOST,
     SERVER_PORT,
+    LOG_LEVEL,
     LOGS_API,
     LOGS_TYPE,
     LOGS_BUFFER_SIZE,

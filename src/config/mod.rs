@@ -78,6 +78,8 @@ pub struct ServerConfig {
     pub host: IpAddr,
     /// Port to bind, 0 for any free port (`SERVER_PORT`).
     pub port: u16,
+    /// The service's log filter, a valid tracing directive (`LOG_LEVEL`).
+    pub log_level: String,
 }
 
 /// The logs API and its store.
@@ -177,6 +179,7 @@ impl Config {
         let server = ServerConfig {
             host: field(raw, keys::SERVER_HOST, "127.0.0.1", parse_ip)?,
             port: field(raw, keys::SERVER_PORT, "8080", parse_port)?,
+            log_level: field(raw, keys::LOG_LEVEL, "info", values::parse_log_level)?,
         };
         let logs = LogsConfig {
             api: field(raw, keys::LOGS_API, "false", parse_bool)?,
@@ -272,9 +275,13 @@ impl Config {
                 "listen address",
                 SocketAddr::new(self.server.host, self.server.port).to_string(),
             ),
+            ("log level", self.server.log_level.clone()),
             (
                 "logs API",
-                format!("always served (LOGS_API={})", self.logs.api),
+                format!(
+                    "LOGS_API={} (ignored: the Logs APIs are always served)",
+                    self.logs.api
+                ),
             ),
             ("data dir", self.logs.path.display().to_string()),
             ("buffer size", format!("{} bytes", self.logs.buffer_size)),

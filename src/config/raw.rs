@@ -115,6 +115,15 @@ impl RawConfig {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str)
     }
+
+    /// Keys that look like this service's (`LOGS_*`, `LOGGING_PLUGIN_*`) but
+    /// are not among `keys::ALL`: most likely misspelt, and otherwise ignored.
+    pub fn unknown_keys(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str).filter(|key| {
+            (key.starts_with("LOGS_") || key.starts_with("LOGGING_PLUGIN_"))
+                && !super::keys::ALL.contains(key)
+        })
+    }
 }
 
 /// Drops a leading `export` keyword followed by whitespace.

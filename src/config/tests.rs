@@ -113,12 +113,12 @@ const BAD_VALUES: &[(&str, &str, &str)] = &[
     (keys::SERVER_PORT, "http", "not an integer"),
     (keys::SERVER_PORT, "65536", "out of range (0 to 65535)"),
     (keys::SERVER_PORT, "-1", "out of range (0 to 65535)"),
-    (keys::LOGS_API, "maybe", "not a boolean (true or false)"),
-    (keys::LOGS_API, "", "not a boolean (true or false)"),
+    (keys::LOGS_API, "maybe", "not a boolean (true/false, 1/0, yes/no, on/off)"),
+    (keys::LOGS_API, "", "not a boolean (true/false, 1/0, yes/no, on/off)"),
     (keys::LOGS_BUFFER_SIZE, "1k", "not an integer"),
     (keys::LOGS_PATH, "", "empty path"),
     (keys::LOGS_PATH, "a\0b", "path contains a NUL character"),
-    (keys::LOGS_TIMESTAMPS, "2", "not a boolean (true or false)"),
+    (keys::LOGS_TIMESTAMPS, "2", "not a boolean (true/false, 1/0, yes/no, on/off)"),
     (keys::LOGGING_PLUGIN_API_URL, "loki:3100", "must start with http:// or https://"),
     (keys::LOGGING_PLUGIN_API_URL, "s3://bucket", "must start with http:// or https://"),
     (keys::LOGGING_PLUGIN_API_URL, "http://", "has no host"),
@@ -138,7 +138,7 @@ const BAD_VALUES: &[(&str, &str, &str)] = &[
     (keys::LOGGING_PLUGIN_STATIC_LABELS, "a-b=c", "item \"a-b=c\": \"a-b\" is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
     (keys::LOGGING_PLUGIN_STATIC_LABELS, "a=", "item \"a=\": empty value"),
     (keys::LOGGING_PLUGIN_STATIC_LABELS, "a=1,a=2", "item \"a=2\": duplicate label \"a\""),
-    (keys::LOGGING_PLUGIN_TLS_VERIFICATION_DISABLE, "yesplease", "not a boolean (true or false)"),
+    (keys::LOGGING_PLUGIN_TLS_VERIFICATION_DISABLE, "yesplease", "not a boolean (true/false, 1/0, yes/no, on/off)"),
     (keys::LOGGING_PLUGIN_QUERY_LIMIT, "abc", "not a positive integer"),
     (keys::LOGGING_PLUGIN_QUERY_LIMIT, "0", "not a positive integer"),
     (keys::LOGGING_PLUGIN_QUERY_LIMIT, "-3", "not a positive integer"),
@@ -243,6 +243,7 @@ fn logs_type_variants() {
     let provider = |v: &str| config(&[(keys::LOGS_TYPE, v)]).logs.provider;
     for (value, expected) in [
         ("File", Provider::Local),
+        ("file", Provider::Local),
         ("local", Provider::Local),
         ("LOCAL", Provider::Local),
         ("Loki", Provider::Loki),
@@ -261,7 +262,7 @@ fn logs_type_variants() {
             )
         );
     }
-    for value in ["file", "FILE", "elastic", ""] {
+    for value in ["elastic", "files", ""] {
         assert_eq!(
             error(&[(keys::LOGS_TYPE, value)]),
             format!(
@@ -452,4 +453,33 @@ fn describe_summarises_without_ca_text() {
         "{one}"
     );
     assert!(config(&[]).describe().contains(" unset\n"));
+}
+
+#[test]
+fn log_level_is_validated_as_a_filter_directive() {
+    assert_eq!(config(&[]).server.log_level, "info");
+    assert_eq!(
+        config(&[(keys::LOG_LEVEL, "tekton_results_logs=debug,warn")])
+            .server
+            .log_level,
+        "tekton_results_logs=debug,warn"
+    );
+    let message = error(&[(keys::LOG_LEVEL, "info,=x[")]);
+    assert!(
+        message.starts_with("LOG_LEVEL=\"info,=x[\": not a log filter"),
+        "{message}"
+    );
+}
+
+#[test]
+fn misspelt_service_keys_are_reported_and_others_are_not() {
+    let raw = raw(&[
+        ("LOGS_TYPO", "x"),
+        ("LOGGING_PLUGIN_QUERY_LIMT", "5"),
+        (keys::LOGS_PATH, "/data"),
+        ("HOME", "/home/u"),
+        ("LOGSTASH_HOST", "h"),
+    ]);
+    let unknown: Vec<&str> = raw.unknown_keys().collect();
+    assert_eq!(unknown, vec!["LOGGING_PLUGIN_QUERY_LIMT", "LOGS_TYPO"]);
 }

@@ -42,7 +42,7 @@ pub(super) fn parse_bool(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err("not a boolean (true or false)".to_owned()),
+        _ => Err("not a boolean (true/false, 1/0, yes/no, on/off)".to_owned()),
     }
 }
 
@@ -56,11 +56,8 @@ pub(super) fn parse_port(v: &str) -> Result<u16, String> {
 }
 
 pub(super) fn parse_provider(v: &str) -> Result<Provider, String> {
-    if v == "File" {
-        return Ok(Provider::Local);
-    }
     match v.to_ascii_lowercase().as_str() {
-        "local" => Ok(Provider::Local),
+        "file" | "local" => Ok(Provider::Local),
         "loki" => Ok(Provider::Loki),
         "blob" => Ok(Provider::Blob),
         "splunk" => Ok(Provider::Splunk),
@@ -445,4 +442,12 @@ impl JsonMapParser<'_> {
         self.pos += 4;
         Ok(code)
     }
+}
+
+pub(super) fn parse_log_level(v: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(v)
+        .map(|_| v.to_owned())
+        .map_err(|e| {
+            format!("not a log filter such as info, debug or tekton_results_logs=debug,warn: {e}")
+        })
 }
