@@ -142,7 +142,12 @@ async fn reflection_serves_every_imported_file_so_generic_clients_resolve_types(
         let names: Vec<String> = files
             .file_descriptor_proto
             .iter()
-            .map(|b| prost_types::FileDescriptorProto::decode(&b[..]).unwrap().name().to_owned())
+            .map(|b| {
+                prost_types::FileDescriptorProto::decode(&b[..])
+                    .unwrap()
+                    .name()
+                    .to_owned()
+            })
             .collect();
         assert!(names.iter().any(|n| n == file), "{file}: {names:?}");
     }
