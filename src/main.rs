@@ -174,10 +174,19 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
     );
     // Scripts and tests read the address from this line (port 0 picks one).
     println!("tekton-results-logs listening on {local}");
-    let router = api::router(backend, config.logs.buffer_size).await;
-    api::serve(listener, router, shutdown_signal())
-        .await
-        .map_err(|e| format!("serving: {e}"))
+    let settings = api::Settings {
+        chunk_size: config.logs.buffer_size,
+        upload_idle_timeout: config.logs.upload_idle_timeout,
+    };
+    let router = api::router(backend, settings).await;
+    api::serve(
+        listener,
+        router,
+        shutdown_signal(),
+        config.server.shutdown_timeout,
+    )
+    .await
+    .map_err(|e| format!("serving: {e}"))
 }
 
 async fn shutdown_signal() {
@@ -252,9 +261,13 @@ async fn push(name: &str, file: Option<PathBuf>, server: &str) -> Result<(), Str
     let mut read_failed = Some(read_failed);
     let messages = async_stream::stream! {
         let mut chunks = ReaderStream::with_capacity(input, PUSH_CHUNK_BYTES);
+        let mut sent = false;
         while let Some(chunk) = chunks.next().await {
             match chunk {
-                Ok(data) => yield v1alpha2::Log { name: name.clone(), data },
+                Ok(data) => {
+                    sent = true;
+                    yield v1alpha2::Log { name: name.clone(), data };
+                }
                 Err(e) => {
                     // Ending the stream would half-close the call and store a
                     // truncated log as complete; stalling lets the select below
@@ -265,6 +278,10 @@ async fn push(name: &str, file: Option<PathBuf>, server: &str) -> Result<(), Str
                     std::future::pending::<()>().await;
                 }
             }
+        }
+        if !sent {
+            // An empty log is still one message: it names the log.
+            yield v1alpha2::Log { name: name.clone(), data: Default::default() };
         }
     };
     tokio::select! {

@@ -10,12 +10,13 @@ use bytes::Bytes;
 /// that follow it.
 ///
 /// `ts_ns` is the record's time in nanoseconds since the Unix epoch where the
-/// provider has one, 0 where it has none (the local store); `seq` orders
-/// records within one `ts_ns` (for the local store: the byte offset just past
-/// the record).
+/// provider has one; `seq` orders records within one `ts_ns`. A store without
+/// line times (the local store) uses `ts_ns` for the stored version of the log
+/// (the file's modification time) and `seq` for the byte offset just past the
+/// record, so a position also says which version of a log it belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Position {
-    /// Nanoseconds since the Unix epoch, or 0 when the provider has no time.
+    /// Nanoseconds since the Unix epoch (see above for stores without times).
     pub ts_ns: i64,
     /// Order among records of the same `ts_ns`.
     pub seq: u64,

@@ -79,6 +79,12 @@ pub async fn run_suite(backend: Arc<dyn LogBackend>) {
         assert_eq!(rest, all[i + 1..].to_vec(), "resume after record {i}");
     }
 
+    // Following a complete log yields its history, then ends.
+    let followed = records(&*backend, LogQuery::new(log.clone()).follow(true))
+        .await
+        .unwrap();
+    assert_eq!(followed, all);
+
     // Not found, before any byte.
     let mut missing = backend.read(LogQuery::new(name("missing")));
     let first = missing.next().await.expect("an error item");

@@ -86,6 +86,7 @@ async fn rest_refuses_malformed_path_parts_with_400() {
         (format!("ns/results/{RESULT}/logs/00267d8d%2F3638"), "'/'"),
         (format!("ns/results/{RESULT}/logs/my.record"), "'.'"),
         (format!("ns/results/{RESULT}/logs/a%00b"), "'\\0'"),
+        (format!("ns/results/{RESULT}/logs/%FF"), "UTF-8"),
     ] {
         let response = http().get(format!("{base}/{path}")).send().await.unwrap();
         assert_eq!(response.status(), 400, "{path}");

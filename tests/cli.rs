@@ -78,6 +78,22 @@ async fn push_reads_standard_input() {
 }
 
 #[tokio::test]
+async fn push_of_an_empty_input_stores_an_empty_log() {
+    let server = TestServer::start().await;
+    let url = server.url();
+    let out = run(&["push", NAME, "-", "--server", &url], Some(b"")).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("stored 0 bytes"));
+    assert!(server.get_chunks(NAME).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn get_of_an_unknown_log_fails_with_the_reason() {
     let server = TestServer::start().await;
     let out = run(&["get", NAME, "--server", &server.url()], None).await;

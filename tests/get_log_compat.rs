@@ -54,21 +54,78 @@ async fn upload_then_read_back_byte_for_byte_over_grpc_and_rest() {
     }
 }
 
+/// One raw HTTP/1.1 request; the whole response as text.
+async fn raw_exchange(server: &TestServer, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).await.unwrap();
+    String::from_utf8(response).unwrap()
+}
+
 #[tokio::test]
 async fn head_answers_the_get_headers_without_a_body() {
     let server = TestServer::start().await;
     server.upload(NAME, b"hello\n", 1024).await.unwrap();
-    let response = http()
-        .head(server.rest_url("v1alpha3", NAME))
+    let path = server.rest_url("v1alpha3", NAME).replace(&server.url(), "");
+    let request = format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let response = raw_exchange(&server, &request).await;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-type: text/plain; charset=utf-8"),
+        "{head}"
+    );
+    assert_eq!(body, "", "a HEAD answer has no body");
+
+    let unknown = path.replace("00267d8d", "99999999");
+    let request = format!("HEAD {unknown} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(raw_exchange(&server, &request)
+        .await
+        .starts_with("HTTP/1.1 404"));
+}
+
+#[tokio::test]
+async fn rest_works_over_cleartext_http2_too() {
+    let server = TestServer::start().await;
+    let log = sample_log(500);
+    server.upload(NAME, &log, 10_000).await.unwrap();
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = client
+        .get(server.rest_url("v1alpha2", NAME))
         .send()
         .await
         .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/plain; charset=utf-8"
-    );
-    assert!(response.bytes().await.unwrap().is_empty());
+    assert_eq!(response.bytes().await.unwrap(), log);
+}
+
+#[tokio::test]
+async fn grpc_paths_over_http1_are_not_served_as_grpc() {
+    // Without HTTP/2 trailers a client could not tell a failed stream from
+    // a complete one; upstream answers 404 here too.
+    let server = TestServer::start().await;
+    server.upload(NAME, b"x\n", 10).await.unwrap();
+    let response = http()
+        .post(format!(
+            "{}/tekton.results.v1alpha3.Logs/GetLog",
+            server.url()
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], 5);
 }
 
 #[tokio::test]

@@ -19,8 +19,8 @@ pub const NAME: &str =
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub data_dir: tempfile::TempDir,
-    /// Held so that the server is killed when the test ends.
-    _child: Child,
+    /// Killed when the test ends (`kill_on_drop`).
+    child: Child,
 }
 
 impl TestServer {
@@ -61,8 +61,23 @@ impl TestServer {
         Self {
             addr,
             data_dir,
-            _child: child,
+            child,
         }
+    }
+
+    /// Sends SIGTERM, as Kubernetes does to stop a pod.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("the server is running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the server to exit.
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().await.unwrap()
     }
 
     pub fn url(&self) -> String {

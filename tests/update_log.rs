@@ -3,6 +3,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tekton_results_logs::proto::tekton::results::v1alpha2;
 
+use std::collections::HashMap;
+
 use crate::support::{http, sample_log, TestServer, NAME};
 
 fn log_message(name: &str, data: &'static [u8]) -> v1alpha2::Log {
@@ -73,18 +75,25 @@ async fn a_broken_upload_stores_nothing_and_keeps_the_previous_log() {
     tx.send(log_message(NAME, b"replacement")).await.unwrap();
     // Wait until the server has the upload in progress, then cut the call.
     let dir = server.data_dir.path().to_path_buf();
-    for _ in 0..100 {
-        if files_under(&dir).iter().any(|f| f.contains(".partial")) {
+    let mut in_progress = false;
+    for _ in 0..250 {
+        if files_under(&dir).iter().any(|f| f.ends_with(".partial")) {
+            in_progress = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert!(
+        in_progress,
+        "the upload never started: {:?}",
+        files_under(&dir)
+    );
     call.abort();
     let _ = call.await;
 
     let mut settled = false;
     for _ in 0..100 {
-        if !files_under(&dir).iter().any(|f| f.contains(".partial")) {
+        if !files_under(&dir).iter().any(|f| f.ends_with(".partial")) {
             settled = true;
             break;
         }
@@ -197,4 +206,88 @@ async fn delete_over_grpc_and_rest() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn concurrent_uploads_of_the_same_log_leave_exactly_one_of_them() {
+    let server = std::sync::Arc::new(TestServer::start().await);
+    let versions: Vec<Vec<u8>> = (0..4u8)
+        .map(|i| {
+            let mut log = sample_log(3_000 + usize::from(i) * 7);
+            log.push(b'0' + i);
+            log
+        })
+        .collect();
+    let mut tasks = Vec::new();
+    for version in versions.clone() {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            server.upload(NAME, &version, 4096).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let stored = server.get_chunks(NAME).await.unwrap().concat();
+    assert!(
+        versions.contains(&stored),
+        "a mix of uploads was stored ({} bytes)",
+        stored.len()
+    );
+}
+
+#[tokio::test]
+async fn an_idle_upload_is_aborted_with_deadline_exceeded_and_stores_nothing() {
+    let server = TestServer::start_with(HashMap::from([(
+        "LOGS_UPLOAD_IDLE_TIMEOUT",
+        "1".to_owned(),
+    )]))
+    .await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1alpha2::Log>(1);
+    tx.send(log_message(NAME, b"started, then nothing more\n"))
+        .await
+        .unwrap();
+    let mut client = server.v1alpha2().await;
+    let status = client
+        .update_log(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    drop(tx);
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    assert!(
+        status.message().contains("nothing was stored"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(
+        server.get_chunks(NAME).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_forever_for_a_stalled_upload() {
+    let mut server =
+        TestServer::start_with(HashMap::from([("SERVER_SHUTDOWN_TIMEOUT", "1".to_owned())])).await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1alpha2::Log>(1);
+    tx.send(log_message(NAME, b"stalled\n")).await.unwrap();
+    let mut client = server.v1alpha2().await;
+    let call = tokio::spawn(async move {
+        client
+            .update_log(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.terminate();
+    // The grace period is 1 s; the bound here only keeps a regression from
+    // hanging the test run.
+    let status = tokio::time::timeout(Duration::from_secs(20), server.wait())
+        .await
+        .expect("the server did not exit after SIGTERM with a stalled upload");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        call.await.unwrap().is_err(),
+        "the stalled upload must not succeed"
+    );
+    drop(tx);
 }

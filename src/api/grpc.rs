@@ -2,6 +2,9 @@
 //! the log RPCs of `tekton.results.v1alpha2.Logs` (read, upload, delete), wire
 //! compatible, over the shared `Logs` operations.
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use bytes::Bytes;
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -93,16 +96,27 @@ impl v1alpha2::logs_server::Logs for LogsV1alpha2 {
         &self,
         request: Request<Streaming<v1alpha2::Log>>,
     ) -> Result<Response<v1alpha2::LogSummary>, Status> {
+        let idle = self.logs.settings().upload_idle_timeout;
         let mut messages = request.into_inner();
-        let first = messages.message().await?.ok_or_else(|| {
+        let first = next_message(&mut messages, idle).await?.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidArgument,
                 "UpdateLog received no message; the first one must name the log",
             )
         })?;
         let name = LogName::parse(&first.name).map_err(ApiError::from)?;
-        let data = upload_bytes(name.clone(), first.data, messages);
-        let summary = self.logs.store(&name, data).await?;
+        let broken = Arc::new(Mutex::new(None));
+        let data = upload_bytes(name.clone(), first.data, messages, idle, broken.clone());
+        let summary = match self.logs.store(&name, data).await {
+            Ok(summary) => summary,
+            Err(e) => {
+                // A broken request stream keeps its own status (cancelled,
+                // deadline, message too large) rather than a generic one.
+                let status = broken.lock().unwrap_or_else(|p| p.into_inner()).take();
+                tracing::warn!(log = %name, error = %e, "upload not stored");
+                return Err(status.unwrap_or_else(|| Status::from(e)));
+            }
+        };
         let bytes_received = i64::try_from(summary.bytes).unwrap_or(i64::MAX);
         tracing::info!(log = %name, bytes = summary.bytes, "log stored");
         Ok(Response::new(v1alpha2::LogSummary {
@@ -122,21 +136,42 @@ impl v1alpha2::logs_server::Logs for LogsV1alpha2 {
     }
 }
 
+/// The next UpdateLog message, or `DeadlineExceeded` after `idle` without one.
+async fn next_message(
+    messages: &mut Streaming<v1alpha2::Log>,
+    idle: Duration,
+) -> Result<Option<v1alpha2::Log>, Status> {
+    match tokio::time::timeout(idle, messages.message()).await {
+        Ok(message) => message,
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "no UpdateLog message for {} s; the upload was aborted and nothing was stored",
+            idle.as_secs()
+        ))),
+    }
+}
+
 /// The data of an UpdateLog stream, as it arrives. Every message must name
 /// the same log as the first (an empty name means the same log); anything
-/// else, or a broken stream, aborts the upload.
+/// else, a broken stream or an idle one aborts the upload. A stream error's
+/// status is left in `broken` for the caller to answer with.
 fn upload_bytes(
     name: LogName,
     first: Bytes,
     mut messages: Streaming<v1alpha2::Log>,
+    idle: Duration,
+    broken: Arc<Mutex<Option<Status>>>,
 ) -> backend::ByteStream {
     let expected = name.to_string();
     async_stream::try_stream! {
         yield first;
         loop {
-            let message = messages.message().await.map_err(|status| backend::Error::UploadAborted {
-                name: expected.clone(),
-                message: status.message().to_owned(),
+            let message = next_message(&mut messages, idle).await.map_err(|status| {
+                let error = backend::Error::UploadAborted {
+                    name: expected.clone(),
+                    message: status.message().to_owned(),
+                };
+                *broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+                error
             })?;
             let Some(message) = message else { break };
             if !message.name.is_empty() && message.name != expected {

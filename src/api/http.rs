@@ -9,8 +9,9 @@
 //! to a 200 body.
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::http::{header, HeaderValue, Request, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -34,13 +35,22 @@ pub fn routes(logs: Logs) -> Router {
         .with_state(logs)
 }
 
-type LogPath = Path<(String, String, String)>;
+/// The three parts of a log route; a part that is not valid percent-encoded
+/// UTF-8 is a 400 like any other bad name.
+type LogPath = Result<Path<(String, String, String)>, PathRejection>;
 
-async fn get_log(
-    State(logs): State<Logs>,
-    Path((parent, result, log)): LogPath,
-) -> Result<Response, ApiError> {
-    let name = LogName::from_parts(&parent, &result, &log)?;
+fn log_name(path: LogPath) -> Result<LogName, ApiError> {
+    let Path((parent, result, log)) = path.map_err(|rejection| {
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("invalid log name in the path: {}", rejection.body_text()),
+        )
+    })?;
+    Ok(LogName::from_parts(&parent, &result, &log)?)
+}
+
+async fn get_log(State(logs): State<Logs>, path: LogPath) -> Result<Response, ApiError> {
+    let name = log_name(path)?;
     let text = logs.text(name.clone()).await?;
     let body = Body::from_stream(text.map(move |chunk| {
         chunk.map_err(|e| {
@@ -63,11 +73,8 @@ async fn get_log(
     Ok(response)
 }
 
-async fn delete_log(
-    State(logs): State<Logs>,
-    Path((parent, result, log)): LogPath,
-) -> Result<Response, ApiError> {
-    let name = LogName::from_parts(&parent, &result, &log)?;
+async fn delete_log(State(logs): State<Logs>, path: LogPath) -> Result<Response, ApiError> {
+    let name = log_name(path)?;
     logs.delete(&name).await?;
     tracing::info!(log = %name, "log deleted");
     Ok(Json(serde_json::json!({})).into_response())
@@ -90,18 +97,17 @@ pub async fn fallback(request: Request<Body>) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
-    if is_grpc {
+    if is_grpc && request.version() == Version::HTTP_2 {
         let status = tonic::Status::unimplemented(format!(
             "unknown service or method {}",
             request.uri().path()
         ));
         return status.into_http::<Body>();
     }
-    let mut response = ApiError::new(
-        ErrorCode::NotFound,
-        format!("no route for {}", request.uri().path()),
-    )
-    .into_response();
-    *response.status_mut() = StatusCode::NOT_FOUND;
-    response
+    not_found(request.uri().path())
+}
+
+/// The JSON 404 for a path nothing serves.
+pub fn not_found(path: &str) -> Response {
+    ApiError::new(ErrorCode::NotFound, format!("no route for {path}")).into_response()
 }

@@ -4,6 +4,7 @@
 //! errors, so a client gets an honest status rather than an empty success.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream};
@@ -17,21 +18,27 @@ use crate::run::LogName;
 /// A log body on its way out: text chunks; an `Err` ends it.
 pub type TextStream = BoxStream<'static, Result<Bytes, ApiError>>;
 
+/// How the front ends serve logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Bytes per text chunk (`LOGS_BUFFER_SIZE`); positive.
+    pub chunk_size: usize,
+    /// How long an upload may go without a message (`LOGS_UPLOAD_IDLE_TIMEOUT`).
+    pub upload_idle_timeout: Duration,
+}
+
 /// What the front ends share.
 #[derive(Debug, Clone)]
 pub struct Logs {
     backend: Arc<dyn LogBackend>,
-    chunk_size: usize,
+    settings: Settings,
 }
 
 impl Logs {
-    /// Serves `backend`, cutting text into chunks of `chunk_size` bytes.
-    pub fn new(backend: Arc<dyn LogBackend>, chunk_size: usize) -> Self {
-        assert!(chunk_size > 0, "chunk size must be positive");
-        Self {
-            backend,
-            chunk_size,
-        }
+    /// Serves `backend` as `settings` say.
+    pub fn new(backend: Arc<dyn LogBackend>, settings: Settings) -> Self {
+        assert!(settings.chunk_size > 0, "chunk size must be positive");
+        Self { backend, settings }
     }
 
     /// The backend.
@@ -39,11 +46,16 @@ impl Logs {
         &self.backend
     }
 
+    /// The settings.
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
     /// Opens a log as text chunks. Waits for the first chunk, so that a
     /// missing log or a failing store is an `Err` here, not a broken stream.
     pub async fn text(&self, name: LogName) -> Result<TextStream, ApiError> {
         let pages = self.backend.read(LogQuery::new(name));
-        let mut chunks = text_chunks(pages, self.chunk_size).boxed();
+        let mut chunks = text_chunks(pages, self.settings.chunk_size).boxed();
         match chunks.next().await {
             None => Ok(stream::empty().boxed()),
             Some(Err(e)) => Err(e.into()),

@@ -10,16 +10,21 @@ mod logs;
 pub mod status;
 
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::Request;
+use axum::http::Version;
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::Router;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tower::ServiceExt;
 
-pub use logs::{Logs, TextStream};
+pub use logs::{Logs, Settings, TextStream};
 
 use crate::backend::LogBackend;
 use crate::proto::tekton::results::{v1alpha2, v1alpha3};
@@ -47,10 +52,20 @@ where
     router.route_service(&path, service.map_response(|r| r.map(Body::new)))
 }
 
+/// gRPC needs HTTP/2 (its status travels in trailers, which HTTP/1.1
+/// responses here do not carry): anything else on a gRPC path is a 404, as
+/// upstream answers it.
+async fn require_http2(request: Request, next: Next) -> Response {
+    if request.version() != Version::HTTP_2 {
+        return http::not_found(request.uri().path());
+    }
+    next.run(request).await
+}
+
 /// Every route of the service: the Logs gRPC services, gRPC health and
 /// reflection, and the REST routes.
-pub async fn router(backend: Arc<dyn LogBackend>, chunk_size: usize) -> Router {
-    let logs = Logs::new(backend, chunk_size);
+pub async fn router(backend: Arc<dyn LogBackend>, settings: Settings) -> Router {
+    let logs = Logs::new(backend, settings);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in SERVICES {
@@ -64,14 +79,14 @@ pub async fn router(backend: Arc<dyn LogBackend>, chunk_size: usize) -> Router {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET);
     let reflection_v1alpha = reflection_builder_v1alpha();
 
-    let mut router = http::routes(logs.clone());
+    let mut router = Router::new();
     router = grpc_route(
         router,
         v1alpha3::logs_server::LogsServer::new(grpc::LogsV1alpha3::new(logs.clone())),
     );
     router = grpc_route(
         router,
-        v1alpha2::logs_server::LogsServer::new(grpc::LogsV1alpha2::new(logs)),
+        v1alpha2::logs_server::LogsServer::new(grpc::LogsV1alpha2::new(logs.clone())),
     );
     router = grpc_route(router, health_service);
     router = grpc_route(
@@ -81,7 +96,9 @@ pub async fn router(backend: Arc<dyn LogBackend>, chunk_size: usize) -> Router {
             .expect("embedded descriptors are valid"),
     );
     router = grpc_route(router, reflection_v1alpha);
-    router.fallback(http::fallback)
+    http::routes(logs)
+        .merge(router.layer(axum::middleware::from_fn(require_http2)))
+        .fallback(http::fallback)
 }
 
 fn reflection_builder_v1alpha() -> tonic_reflection::server::v1alpha::ServerReflectionServer<
@@ -96,13 +113,37 @@ fn reflection_builder_v1alpha() -> tonic_reflection::server::v1alpha::ServerRefl
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets
-/// requests in flight finish.
+/// requests in flight finish for at most `grace` before returning (which
+/// closes their connections).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(signal)
+        .into_future();
+    let deadline = async move {
+        if stopped.wait_for(|stop| *stop).await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(
+                grace_seconds = grace.as_secs(),
+                "requests still running after the shutdown timeout; closing them"
+            );
+            Ok(())
+        }
+    }
 }

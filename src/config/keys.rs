@@ -89,6 +89,14 @@ pub const LOGGING_PLUGIN_JSON_MAP: &str = "LOGGING_PLUGIN_JSON_MAP";
 /// Format applied to each log line returned by the backend. Default unset.
 pub const LOGGING_PLUGIN_LINE_FORMAT: &str = "LOGGING_PLUGIN_LINE_FORMAT";
 
+/// Seconds `serve` lets requests in flight finish after SIGTERM or Ctrl-C
+/// before closing their connections (ours, not upstream). Default `30`.
+pub const SERVER_SHUTDOWN_TIMEOUT: &str = "SERVER_SHUTDOWN_TIMEOUT";
+
+/// Seconds an upload (UpdateLog) may go without a message before it is
+/// aborted and nothing of it is stored (ours, not upstream). Default `300`.
+pub const LOGS_UPLOAD_IDLE_TIMEOUT: &str = "LOGS_UPLOAD_IDLE_TIMEOUT";
+
 /// The service's log filter, a tracing directive such as `info`, `debug` or
 /// `tekton_results_logs=debug,warn`. Default `info`.
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
@@ -97,12 +105,14 @@ pub const LOG_LEVEL: &str = "LOG_LEVEL";
 pub const ALL: &[&str] = &[
     SERVER_HOST,
     SERVER_PORT,
+    SERVER_SHUTDOWN_TIMEOUT,
     LOG_LEVEL,
     LOGS_API,
     LOGS_TYPE,
     LOGS_BUFFER_SIZE,
     LOGS_PATH,
     LOGS_TIMESTAMPS,
+    LOGS_UPLOAD_IDLE_TIMEOUT,
     LOGGING_PLUGIN_API_URL,
     LOGGING_PLUGIN_PROXY_PATH,
     LOGGING_PLUGIN_TOKEN_PATH,

@@ -80,6 +80,9 @@ pub struct ServerConfig {
     pub port: u16,
     /// The service's log filter, a valid tracing directive (`LOG_LEVEL`).
     pub log_level: String,
+    /// How long requests in flight may run on after a shutdown signal
+    /// (`SERVER_SHUTDOWN_TIMEOUT`).
+    pub shutdown_timeout: Duration,
 }
 
 /// The logs API and its store.
@@ -97,6 +100,9 @@ pub struct LogsConfig {
     /// `LOGS_TIMESTAMPS`: unused by upstream's API server (its watcher adds
     /// timestamps when it uploads); kept for the structured API to come.
     pub timestamps: bool,
+    /// How long an upload may go without a message before it is aborted
+    /// (`LOGS_UPLOAD_IDLE_TIMEOUT`).
+    pub upload_idle_timeout: Duration,
 }
 
 /// Where logs are read from.
@@ -179,6 +185,12 @@ impl Config {
         let server = ServerConfig {
             host: field(raw, keys::SERVER_HOST, "127.0.0.1", parse_ip)?,
             port: field(raw, keys::SERVER_PORT, "8080", parse_port)?,
+            shutdown_timeout: field(
+                raw,
+                keys::SERVER_SHUTDOWN_TIMEOUT,
+                "30",
+                values::parse_seconds,
+            )?,
             log_level: field(raw, keys::LOG_LEVEL, "info", values::parse_log_level)?,
         };
         let logs = LogsConfig {
@@ -187,6 +199,12 @@ impl Config {
             buffer_size: field(raw, keys::LOGS_BUFFER_SIZE, "32768", parse_buffer_size)?,
             path: field(raw, keys::LOGS_PATH, &default_data_dir(raw), parse_path)?,
             timestamps: field(raw, keys::LOGS_TIMESTAMPS, "false", parse_bool)?,
+            upload_idle_timeout: field(
+                raw,
+                keys::LOGS_UPLOAD_IDLE_TIMEOUT,
+                "300",
+                values::parse_seconds,
+            )?,
         };
         let provider = logs.provider;
         let plugin = PluginConfig {
@@ -277,6 +295,10 @@ impl Config {
             ),
             ("log level", self.server.log_level.clone()),
             (
+                "shutdown timeout",
+                format!("{} s", self.server.shutdown_timeout.as_secs()),
+            ),
+            (
                 "logs API",
                 format!(
                     "LOGS_API={} (ignored: the Logs APIs are always served)",
@@ -286,6 +308,10 @@ impl Config {
             ("data dir", self.logs.path.display().to_string()),
             ("buffer size", format!("{} bytes", self.logs.buffer_size)),
             ("timestamps", enabled(self.logs.timestamps).to_owned()),
+            (
+                "upload idle timeout",
+                format!("{} s", self.logs.upload_idle_timeout.as_secs()),
+            ),
         ];
         let ca_cert = match &p.ca_cert {
             Some(pem) => {

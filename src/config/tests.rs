@@ -483,3 +483,24 @@ fn misspelt_service_keys_are_reported_and_others_are_not() {
     let unknown: Vec<&str> = raw.unknown_keys().collect();
     assert_eq!(unknown, vec!["LOGGING_PLUGIN_QUERY_LIMT", "LOGS_TYPO"]);
 }
+
+#[test]
+fn timeouts_are_whole_positive_seconds() {
+    let c = config(&[]);
+    assert_eq!(c.server.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(c.logs.upload_idle_timeout, Duration::from_secs(300));
+    let c = config(&[
+        (keys::LOGS_UPLOAD_IDLE_TIMEOUT, "5"),
+        (keys::SERVER_SHUTDOWN_TIMEOUT, "1"),
+    ]);
+    assert_eq!(c.logs.upload_idle_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.shutdown_timeout, Duration::from_secs(1));
+    assert_eq!(
+        error(&[(keys::LOGS_UPLOAD_IDLE_TIMEOUT, "0")]),
+        "LOGS_UPLOAD_IDLE_TIMEOUT=\"0\": must be at least 1 second"
+    );
+    assert_eq!(
+        error(&[(keys::SERVER_SHUTDOWN_TIMEOUT, "1m")]),
+        "SERVER_SHUTDOWN_TIMEOUT=\"1m\": not a whole number of seconds"
+    );
+}

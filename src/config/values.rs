@@ -263,6 +263,14 @@ pub(super) fn parse_minutes(v: &str) -> Result<Duration, String> {
         .ok_or_else(|| "too large".to_owned())
 }
 
+pub(super) fn parse_seconds(v: &str) -> Result<Duration, String> {
+    let n = parse_int(v).ok_or("not a whole number of seconds")?;
+    match u64::try_from(n) {
+        Ok(0) | Err(_) => Err("must be at least 1 second".to_owned()),
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+    }
+}
+
 pub(super) fn parse_query_params(v: &str) -> Result<Vec<(String, String)>, String> {
     let mut params = Vec::new();
     if v.is_empty() {

@@ -1,11 +1,13 @@
 //! The local directory store: the embedded default backend. Logs are files
 //! under a data directory, laid out like upstream's blob layout
-//! (`<namespace>/<result>/<log>/`), so a directory filled by a forwarder or an
-//! upload reads the same way.
+//! (`<namespace>/<result>/<log>/upload.log`), so a directory filled by a
+//! forwarder or an upload reads the same way.
 //!
-//! Uploads go to a temporary file beside the log and are renamed over it only
-//! when complete, so a reader never sees a partial upload and a broken upload
-//! leaves the previous log intact. Reads stream the file in bounded pieces.
+//! Uploads are written to a temporary file under `<root>/.partial/` and
+//! renamed over the log only when complete, so a reader never sees a partial
+//! upload and a broken upload leaves the previous log intact. Temporary files
+//! left by a killed process are swept by `check` (run at start-up). Reads
+//! stream the file in bounded pieces.
 
 mod read;
 #[cfg(test)]
@@ -13,6 +15,7 @@ mod tests;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -26,11 +29,20 @@ const PROVIDER: &str = "local";
 /// The file an uploaded log is kept in, inside its log directory.
 pub const LOG_FILE: &str = "upload.log";
 
-/// Prefix of in-progress uploads; never read as logs.
-const PARTIAL_PREFIX: &str = ".upload-";
+/// The directory of in-progress uploads, under the root. No namespace can
+/// have this name (log name parts hold no `.`), so it never reads as a log.
+pub const PARTIAL_DIR: &str = ".partial";
+
+/// A temporary upload file older than this is taken for one left behind by
+/// a killed process and deleted by `check`.
+pub const STALE_PARTIAL_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Bytes buffered between an upload stream and the file.
 const WRITE_BUFFER: usize = 64 * 1024;
+
+/// How often a completed upload is renamed into place before giving up, when
+/// a concurrent delete removes the log's (then empty) directory in between.
+const RENAME_ATTEMPTS: usize = 3;
 
 /// Logs kept as files under a data directory.
 #[derive(Debug, Clone)]
@@ -62,6 +74,56 @@ impl LocalStore {
     pub fn log_path(&self, name: &LogName) -> PathBuf {
         self.log_dir(name).join(LOG_FILE)
     }
+
+    /// The directory of in-progress uploads.
+    pub fn partial_dir(&self) -> PathBuf {
+        self.root.join(PARTIAL_DIR)
+    }
+
+    /// Deletes temporary upload files last modified more than `age` ago;
+    /// returns how many it deleted.
+    pub async fn sweep_partials(&self, age: Duration) -> Result<usize> {
+        let dir = self.partial_dir();
+        let mut entries = match tokio::fs::read_dir(&dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error("listing", &dir, e)),
+        };
+        let now = SystemTime::now();
+        let mut swept = 0;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error("listing", &dir, e))?
+        {
+            let Ok(modified) = entry.metadata().await.and_then(|m| m.modified()) else {
+                continue;
+            };
+            if now.duration_since(modified).unwrap_or_default() > age
+                && tokio::fs::remove_file(entry.path()).await.is_ok()
+            {
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    async fn create_partial(&self) -> Result<tempfile::NamedTempFile> {
+        let dir = self.partial_dir();
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| io_error("creating", &dir, e))?;
+        let in_dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            tempfile::Builder::new()
+                .prefix("upload-")
+                .suffix(".partial")
+                .tempfile_in(&in_dir)
+        })
+        .await
+        .map_err(|e| Error::internal(PROVIDER, e))?
+        .map_err(|e| io_error("creating a temporary file in", &dir, e))
+    }
 }
 
 fn io_error(action: &str, path: &Path, err: io::Error) -> Error {
@@ -80,22 +142,8 @@ impl LogBackend for LocalStore {
     }
 
     async fn write(&self, name: &LogName, mut data: ByteStream) -> Result<WriteSummary> {
-        let dir = self.log_dir(name);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| io_error("creating", &dir, e))?;
-        let partial_dir = dir.clone();
-        // Dropping `temp` on any early return deletes the partial file.
-        let temp = tokio::task::spawn_blocking(move || {
-            tempfile::Builder::new()
-                .prefix(PARTIAL_PREFIX)
-                .suffix(".partial")
-                .tempfile_in(&partial_dir)
-        })
-        .await
-        .map_err(|e| Error::internal(PROVIDER, e))?
-        .map_err(|e| io_error("creating a temporary file in", &dir, e))?;
-        let (file, temp_path) = temp.into_parts();
+        // Dropping `temp_path` on any early return deletes the partial file.
+        let (file, temp_path) = self.create_partial().await?.into_parts();
         let mut out =
             tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file));
         let mut bytes = 0u64;
@@ -114,11 +162,26 @@ impl LogBackend for LocalStore {
             .await
             .map_err(|e| io_error("syncing", &temp_path, e))?;
         drop(file);
+        let dir = self.log_dir(name);
         let target = dir.join(LOG_FILE);
-        temp_path
-            .persist(&target)
-            .map_err(|e| io_error("renaming the upload to", &target, e.error))?;
-        Ok(WriteSummary { bytes })
+        let mut temp_path = temp_path;
+        let mut attempts = 1;
+        loop {
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|e| io_error("creating", &dir, e))?;
+            match temp_path.persist(&target) {
+                Ok(()) => return Ok(WriteSummary { bytes }),
+                // A concurrent delete tidied the empty directory away.
+                Err(e)
+                    if e.error.kind() == io::ErrorKind::NotFound && attempts < RENAME_ATTEMPTS =>
+                {
+                    attempts += 1;
+                    temp_path = e.path;
+                }
+                Err(e) => return Err(io_error("renaming the upload to", &target, e.error)),
+            }
+        }
     }
 
     async fn delete(&self, name: &LogName) -> Result<()> {
@@ -148,15 +211,13 @@ impl LogBackend for LocalStore {
         tokio::fs::create_dir_all(&self.root)
             .await
             .map_err(|e| io_error("creating the data directory", &self.root, e))?;
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || {
-            tempfile::Builder::new()
-                .prefix(PARTIAL_PREFIX)
-                .tempfile_in(&root)
-                .map(drop)
-                .map_err(|e| io_error("writing to the data directory", &root, e))
-        })
-        .await
-        .map_err(|e| Error::internal(PROVIDER, e))?
+        let swept = self.sweep_partials(STALE_PARTIAL_AGE).await?;
+        if swept > 0 {
+            tracing::info!(
+                swept,
+                "deleted uploads left unfinished by an earlier process"
+            );
+        }
+        self.create_partial().await.map(drop)
     }
 }

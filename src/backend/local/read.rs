@@ -1,8 +1,15 @@
 //! Reading a stored log file as a stream of record pages: bounded reads,
-//! lines cut at `\n`, lines longer than `MAX_RECORD_BYTES` cut into pieces.
+//! lines cut at `\n`, lines longer than `MAX_RECORD_BYTES` cut into pieces,
+//! pages of at most `MAX_PAGE_RECORDS` records.
+//!
+//! A position in a local log is (the stored file's modification time in
+//! nanoseconds, the byte offset just past the record). The time identifies
+//! the stored version: a position from before the log was uploaded again is
+//! refused rather than read against the new text.
 
 use std::io::{self, SeekFrom};
 use std::path::PathBuf;
+use std::time::UNIX_EPOCH;
 
 use bytes::BytesMut;
 use futures::Stream;
@@ -12,12 +19,16 @@ use super::{io_error, Error, Result};
 use crate::backend::LogQuery;
 use crate::record::{LogRecord, Page, Position};
 
-/// Bytes read from the file per page.
+/// Bytes read from the file at a time.
 pub const READ_BYTES: usize = 64 * 1024;
 
 /// The longest record; a longer line is yielded as several unterminated
 /// pieces, so no record (and no buffer) grows with the line.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// The most records in one page, so that a log of very short lines does not
+/// make pages of tens of thousands of records.
+pub const MAX_PAGE_RECORDS: usize = 1024;
 
 /// The pages of the log file at `path`, from `query.after`. A local log is
 /// complete once stored, so `follow` ends with the history.
@@ -30,18 +41,30 @@ pub fn pages(path: PathBuf, query: LogQuery) -> impl Stream<Item = Result<Page>>
                 io_error("opening", &path, e)
             }
         })?;
-        let len = file
+        let metadata = file
             .metadata()
             .await
-            .map_err(|e| io_error("reading metadata of", &path, e))?
-            .len();
+            .map_err(|e| io_error("reading metadata of", &path, e))?;
+        let len = metadata.len();
+        let version = metadata
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_nanos()).ok())
+            .unwrap_or(0);
         let mut offset = match query.after {
             None => 0,
-            Some(Position { ts_ns: 0, seq }) if seq <= len => seq,
-            Some(p) => Err(Error::InvalidArgument {
+            Some(Position { ts_ns, seq }) if ts_ns == version && seq <= len => seq,
+            Some(p) if p.ts_ns == version => Err(Error::InvalidArgument {
                 message: format!(
-                    "position {}:{} is not in log {:?} ({len} bytes)",
-                    p.ts_ns, p.seq, query.name.to_string()
+                    "position {} is past the end of log {:?} ({len} bytes)",
+                    p.seq, query.name.to_string()
+                ),
+            })?,
+            Some(_) => Err(Error::InvalidArgument {
+                message: format!(
+                    "the position is not from the stored version of log {:?} (it was stored again, or the position is from another log)",
+                    query.name.to_string()
                 ),
             })?,
         };
@@ -72,7 +95,11 @@ pub fn pages(path: PathBuf, query: LogQuery) -> impl Stream<Item = Result<Page>>
                 if terminated {
                     piece.truncate(take - 1);
                 }
-                records.push(LogRecord::text(Position { ts_ns: 0, seq: offset }, piece, terminated));
+                let position = Position { ts_ns: version, seq: offset };
+                records.push(LogRecord::text(position, piece, terminated));
+                if records.len() == MAX_PAGE_RECORDS {
+                    yield Page { records: std::mem::take(&mut records) };
+                }
             }
             if !records.is_empty() {
                 yield Page { records };

@@ -47,8 +47,11 @@ async fn stores_under_the_blob_layout_and_reads_back() {
     assert_eq!(records.len(), 3);
     assert_eq!(&records[2].message[..], b"three");
     assert!(!records[2].terminated);
-    assert_eq!(records[0].position, Position { ts_ns: 0, seq: 4 });
-    assert_eq!(records[2].position, Position { ts_ns: 0, seq: 13 });
+    assert_eq!(records[0].position.seq, 4);
+    assert_eq!(records[2].position.seq, 13);
+    assert!(records
+        .iter()
+        .all(|r| r.position.ts_ns == records[0].position.ts_ns));
 }
 
 #[tokio::test]
@@ -90,6 +93,7 @@ async fn a_broken_upload_keeps_the_previous_log_and_leaves_no_partial_file() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(names, vec![LOG_FILE.to_owned()]);
+    assert_eq!(std::fs::read_dir(store.partial_dir()).unwrap().count(), 0);
 }
 
 #[tokio::test]
@@ -175,7 +179,15 @@ async fn a_position_outside_the_log_is_invalid() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
     store.write(&name("r"), bytes_of(&[b"a\n"])).await.unwrap();
-    for bad in [Position { ts_ns: 0, seq: 3 }, Position { ts_ns: 7, seq: 1 }] {
+    let pages = read_all(&store, LogQuery::new(name("r"))).await.unwrap();
+    let version = pages[0].records[0].position.ts_ns;
+    for bad in [
+        Position {
+            ts_ns: version,
+            seq: 3,
+        },
+        Position { ts_ns: 7, seq: 1 },
+    ] {
         let err = read_all(&store, LogQuery::new(name("r")).after(Some(bad)))
             .await
             .unwrap_err();
@@ -207,4 +219,108 @@ async fn check_creates_the_data_directory_and_fails_where_it_cannot_write() {
     std::fs::write(&file, b"").unwrap();
     let err = LocalStore::new(file.join("sub")).check().await.unwrap_err();
     assert!(matches!(err, Error::Internal { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_position_from_before_a_new_upload_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    store
+        .write(&name("v"), bytes_of(&[b"old one\nold two\n"]))
+        .await
+        .unwrap();
+    let old = read_all(&store, LogQuery::new(name("v"))).await.unwrap();
+    let old_position = old[0].records[0].position;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    store
+        .write(&name("v"), bytes_of(&[b"new text, longer than the old\n"]))
+        .await
+        .unwrap();
+    let err = read_all(&store, LogQuery::new(name("v")).after(Some(old_position)))
+        .await
+        .unwrap_err();
+    match err {
+        Error::InvalidArgument { message } => {
+            assert!(message.contains("stored again"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pages_of_short_lines_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let text = vec![b'\n'; 200_000];
+    store
+        .write(&name("short"), bytes_of(&[&text]))
+        .await
+        .unwrap();
+    let pages = read_all(&store, LogQuery::new(name("short")))
+        .await
+        .unwrap();
+    assert!(pages
+        .iter()
+        .all(|p| p.records.len() <= read::MAX_PAGE_RECORDS));
+    assert_eq!(
+        pages.iter().map(|p| p.records.len()).sum::<usize>(),
+        200_000
+    );
+    assert_eq!(text_of(&pages), text);
+}
+
+#[tokio::test]
+async fn lines_around_the_read_and_record_limits_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    let limit = read::MAX_RECORD_BYTES;
+    for size in [limit - 1, limit, limit + 1, 2 * limit, 2 * limit + 1] {
+        for newline_at in [
+            None,
+            Some(size - 1),
+            Some((limit - 1).min(size - 1)),
+            Some(limit.min(size - 1)),
+        ] {
+            let mut text = vec![b'a'; size];
+            if let Some(i) = newline_at {
+                text[i] = b'\n';
+            }
+            store
+                .write(&name("edge"), bytes_of(&[&text]))
+                .await
+                .unwrap();
+            let pages = read_all(&store, LogQuery::new(name("edge"))).await.unwrap();
+            assert_eq!(
+                text_of(&pages),
+                text,
+                "size {size}, newline at {newline_at:?}"
+            );
+            let records: Vec<_> = pages.iter().flat_map(|p| &p.records).collect();
+            assert!(records.iter().all(|r| r.message.len() <= limit));
+            assert!(records.windows(2).all(|w| w[0].position < w[1].position));
+        }
+    }
+}
+
+#[tokio::test]
+async fn check_sweeps_only_stale_partial_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    store.check().await.unwrap();
+    let partials = store.partial_dir();
+    let stale = partials.join("upload-stale.partial");
+    let fresh = partials.join("upload-fresh.partial");
+    std::fs::write(&stale, b"left by a killed process").unwrap();
+    std::fs::write(&fresh, b"an upload in progress").unwrap();
+    let long_ago =
+        std::time::SystemTime::now() - STALE_PARTIAL_AGE - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&stale)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    store.check().await.unwrap();
+    assert!(!stale.exists());
+    assert!(fresh.exists());
 }
