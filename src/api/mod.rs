@@ -19,6 +19,7 @@ use axum::extract::Request;
 use axum::http::Version;
 use axum::middleware::Next;
 use axum::response::Response;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
@@ -126,6 +127,13 @@ pub async fn serve(
         shutdown.await;
         let _ = stopping.send(true);
     };
+    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs stall the
+    // small frames of a streaming upload for tens of milliseconds each.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "setting TCP_NODELAY failed");
+        }
+    });
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(signal)
         .into_future();

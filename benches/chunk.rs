@@ -1,0 +1,95 @@
+//! Throughput of the text chunker (`pipeline::text_chunks`): pages of records
+//! shaped like the local store's (64 KiB pages of ~100-byte lines) cut into
+//! chunks of upstream's default size and of twice that.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use futures::executor::block_on;
+use futures::StreamExt;
+use tekton_results_logs::pipeline::text_chunks;
+use tekton_results_logs::record::{LogRecord, Page, Position};
+
+/// Text per iteration.
+const TOTAL_BYTES: usize = 16 << 20;
+
+/// Text per page, as the local store reads it.
+const PAGE_BYTES: usize = 64 * 1024;
+
+const CHUNK_SIZES: [usize; 2] = [32_768, 65_536];
+
+fn pages() -> Vec<Page> {
+    let mut pages = Vec::new();
+    let mut records = Vec::new();
+    let (mut offset, mut in_page, mut line) = (0u64, 0usize, 0u64);
+    while (offset as usize) < TOTAL_BYTES {
+        line += 1;
+        let message = format!(
+            "step-build: line {line:09} compiling module {} {}",
+            line % 977,
+            "lorem ipsum ".repeat((line % 7) as usize)
+        );
+        offset += message.len() as u64 + 1;
+        in_page += message.len() + 1;
+        records.push(LogRecord::text(
+            Position {
+                ts_ns: 0,
+                seq: offset,
+            },
+            Bytes::from(message),
+            true,
+        ));
+        if in_page >= PAGE_BYTES {
+            pages.push(Page {
+                records: std::mem::take(&mut records),
+            });
+            in_page = 0;
+        }
+    }
+    if !records.is_empty() {
+        pages.push(Page { records });
+    }
+    pages
+}
+
+fn text_len(pages: &[Page]) -> u64 {
+    pages
+        .iter()
+        .flat_map(|p| &p.records)
+        .map(|r| r.text_len() as u64)
+        .sum()
+}
+
+fn chunk(c: &mut Criterion) {
+    let pages = pages();
+    let bytes = text_len(&pages);
+    let mut group = c.benchmark_group("pipeline::chunk");
+    group
+        .throughput(Throughput::Bytes(bytes))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    for size in CHUNK_SIZES {
+        group.bench_with_input(BenchmarkId::new("text_chunks", size), &size, |b, &size| {
+            b.iter_batched(
+                || pages.clone(),
+                |pages| {
+                    let chunks = text_chunks(
+                        futures::stream::iter(pages.into_iter().map(Ok::<_, ()>)),
+                        size,
+                    );
+                    let total = block_on(chunks.fold(0u64, |n, c| async move {
+                        n + c.map_or(0, |c| c.len() as u64)
+                    }));
+                    assert_eq!(total, bytes);
+                },
+                BatchSize::LargeInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, chunk);
+criterion_main!(benches);
