@@ -1,7 +1,6 @@
 use tekton_results_logs::proto::tekton::results::v1alpha3;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{http, TestServer, NAME};
+use crate::support::{http, raw_request, status_of, TestServer, NAME};
 
 const RESULT: &str = "632c7746-5b0d-45ed-ad1d-08540d75fd83";
 
@@ -97,57 +96,23 @@ async fn rest_refuses_malformed_path_parts_with_400() {
     }
 }
 
-/// Sends one raw HTTP/1.1 request (no client-side path normalization) and
-/// returns the status code.
-async fn raw_status(server: &TestServer, method: &str, path: &str) -> u16 {
-    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        server.addr
-    );
-    socket.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    socket.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8_lossy(&response);
-    text.split(' ').nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test]
 async fn raw_dot_segments_and_empty_segments_never_reach_the_store() {
     let server = TestServer::start().await;
     server.upload(NAME, b"secret\n", 100).await.unwrap();
     let prefix = "/apis/results.tekton.dev/v1alpha3/parents";
-    assert_eq!(
-        raw_status(
-            &server,
-            "GET",
-            &format!("{prefix}/results-cap/results/../logs/x")
-        )
-        .await,
-        400
-    );
-    assert_eq!(
-        raw_status(&server, "GET", &format!("{prefix}/../results/r/logs/x")).await,
-        400
-    );
-    assert_eq!(
-        raw_status(
-            &server,
-            "GET",
-            &format!("{prefix}/ns/results/%2E%2E/logs/x")
-        )
-        .await,
-        400
-    );
-    // An empty part is named as such (upstream redirected to a cleaned path).
-    assert_eq!(
-        raw_status(&server, "GET", &format!("{prefix}/ns/results//logs/x")).await,
-        400
-    );
-    assert_eq!(
-        raw_status(&server, "GET", &format!("{prefix}/ns/results/r/logs/")).await,
-        404
-    );
+    for (path, expected) in [
+        ("results-cap/results/../logs/x", 400),
+        ("../results/r/logs/x", 400),
+        ("ns/results/%2E%2E/logs/x", 400),
+        // An empty part is named as such (upstream redirected to a cleaned path).
+        ("ns/results//logs/x", 400),
+        ("ns/results/r/logs/", 404),
+    ] {
+        let response = raw_request(&server, "GET", &format!("{prefix}/{path}")).await;
+        assert_eq!(status_of(&response), expected, "{path}");
+        assert!(!response.contains("secret"), "{path}");
+    }
 }
 
 #[tokio::test]

@@ -5,6 +5,17 @@ use tokio::process::Command;
 
 use crate::support::{sample_log, TestServer, BIN, NAME};
 
+/// Runs the command and asserts that it succeeded.
+async fn run_ok(args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    let out = run(args, stdin).await;
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 async fn run(args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
     let mut child = Command::new(BIN)
         .args(args)
@@ -34,16 +45,11 @@ async fn push_a_file_then_get_prints_it() {
     let log = sample_log(3_000);
     std::fs::write(&file, &log).unwrap();
     let url = server.url();
-    let out = run(
+    let out = run_ok(
         &["push", NAME, file.to_str().unwrap(), "--server", &url],
         None,
     )
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         format!(
@@ -52,8 +58,7 @@ async fn push_a_file_then_get_prints_it() {
             NAME.replace("/logs/", "/records/")
         )
     );
-    let out = run(&["get", NAME, "--server", &url], None).await;
-    assert!(out.status.success());
+    let out = run_ok(&["get", NAME, "--server", &url], None).await;
     assert_eq!(out.stdout, log);
 }
 
@@ -61,16 +66,11 @@ async fn push_a_file_then_get_prints_it() {
 async fn push_reads_standard_input() {
     let server = TestServer::start().await;
     let url = server.url();
-    let out = run(
+    run_ok(
         &["push", NAME, "-", "--server", &url],
         Some(b"from stdin\n"),
     )
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
         server.get_chunks(NAME).await.unwrap().concat(),
         b"from stdin\n"
@@ -81,12 +81,7 @@ async fn push_reads_standard_input() {
 async fn push_of_an_empty_input_stores_an_empty_log() {
     let server = TestServer::start().await;
     let url = server.url();
-    let out = run(&["push", NAME, "-", "--server", &url], Some(b"")).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&["push", NAME, "-", "--server", &url], Some(b"")).await;
     assert!(String::from_utf8(out.stdout)
         .unwrap()
         .starts_with("stored 0 bytes"));
@@ -132,7 +127,7 @@ async fn push_of_a_missing_file_fails_before_connecting() {
 async fn check_reports_the_effective_config_and_a_usable_store() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = run(
+    let out = run_ok(
         &[
             "check",
             "--data-dir",
@@ -143,11 +138,6 @@ async fn check_reports_the_effective_config_and_a_usable_store() {
         None,
     )
     .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("9999"), "{stdout}");
     assert!(stdout.contains(data.to_str().unwrap()), "{stdout}");

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use tekton_results_logs::proto::tekton::results::v1alpha2;
 
-use crate::support::{http, sample_log, TestServer, NAME};
+use crate::support::{http, raw_request, sample_log, status_of, TestServer, NAME};
 
 #[tokio::test]
 async fn upload_then_read_back_byte_for_byte_over_grpc_and_rest() {
@@ -54,23 +54,12 @@ async fn upload_then_read_back_byte_for_byte_over_grpc_and_rest() {
     }
 }
 
-/// One raw HTTP/1.1 request; the whole response as text.
-async fn raw_exchange(server: &TestServer, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    socket.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    socket.read_to_end(&mut response).await.unwrap();
-    String::from_utf8(response).unwrap()
-}
-
 #[tokio::test]
 async fn head_answers_the_get_headers_without_a_body() {
     let server = TestServer::start().await;
     server.upload(NAME, b"hello\n", 1024).await.unwrap();
     let path = server.rest_url("v1alpha3", NAME).replace(&server.url(), "");
-    let request = format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let response = raw_exchange(&server, &request).await;
+    let response = raw_request(&server, "HEAD", &path).await;
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(
@@ -80,10 +69,10 @@ async fn head_answers_the_get_headers_without_a_body() {
     assert_eq!(body, "", "a HEAD answer has no body");
 
     let unknown = path.replace("00267d8d", "99999999");
-    let request = format!("HEAD {unknown} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    assert!(raw_exchange(&server, &request)
-        .await
-        .starts_with("HTTP/1.1 404"));
+    assert_eq!(
+        status_of(&raw_request(&server, "HEAD", &unknown).await),
+        404
+    );
 }
 
 #[tokio::test]

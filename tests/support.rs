@@ -158,6 +158,26 @@ pub fn sample_log(lines: usize) -> Vec<u8> {
     out
 }
 
+/// Sends one raw HTTP/1.1 request (no client-side path normalization, so
+/// `..` and `//` reach the server as written) and returns the whole response.
+pub async fn raw_request(server: &TestServer, method: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).await.unwrap();
+    String::from_utf8(response).unwrap()
+}
+
+/// The status code of a raw response.
+pub fn status_of(response: &str) -> u16 {
+    response.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
