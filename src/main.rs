@@ -12,7 +12,7 @@ use tokio_util::io::ReaderStream;
 
 use tekton_results_logs::config::{self, keys, Config, RawConfig};
 use tekton_results_logs::proto::tekton::results::{v1alpha2, v1alpha3};
-use tekton_results_logs::{api, backend, telemetry};
+use tekton_results_logs::{api, backend, run, telemetry};
 
 /// Where `get` and `push` find the service unless told otherwise.
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -178,7 +178,8 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
         chunk_size: config.logs.buffer_size,
         upload_idle_timeout: config.logs.upload_idle_timeout,
     };
-    let router = api::router(backend, settings).await;
+    let resolver = std::sync::Arc::new(run::NameResolver);
+    let router = api::router(backend, resolver, settings).await;
     api::serve(
         listener,
         router,

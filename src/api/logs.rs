@@ -13,7 +13,7 @@ use futures::StreamExt;
 use super::status::ApiError;
 use crate::backend::{ByteStream, LogBackend, LogQuery, WriteSummary};
 use crate::pipeline::text_chunks;
-use crate::run::LogName;
+use crate::run::{LogName, RunResolver};
 
 /// A log body on its way out: text chunks; an `Err` ends it.
 pub type TextStream = BoxStream<'static, Result<Bytes, ApiError>>;
@@ -31,14 +31,23 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct Logs {
     backend: Arc<dyn LogBackend>,
+    resolver: Arc<dyn RunResolver>,
     settings: Settings,
 }
 
 impl Logs {
-    /// Serves `backend` as `settings` say.
-    pub fn new(backend: Arc<dyn LogBackend>, settings: Settings) -> Self {
+    /// Serves `backend`, finding runs with `resolver`, as `settings` say.
+    pub fn new(
+        backend: Arc<dyn LogBackend>,
+        resolver: Arc<dyn RunResolver>,
+        settings: Settings,
+    ) -> Self {
         assert!(settings.chunk_size > 0, "chunk size must be positive");
-        Self { backend, settings }
+        Self {
+            backend,
+            resolver,
+            settings,
+        }
     }
 
     /// The backend.
@@ -54,7 +63,8 @@ impl Logs {
     /// Opens a log as text chunks. Waits for the first chunk, so that a
     /// missing log or a failing store is an `Err` here, not a broken stream.
     pub async fn text(&self, name: LogName) -> Result<TextStream, ApiError> {
-        let pages = self.backend.read(LogQuery::new(name));
+        let run = self.resolver.resolve(&name).await?;
+        let pages = self.backend.read(LogQuery::for_run(run));
         let mut chunks = text_chunks(pages, self.settings.chunk_size).boxed();
         match chunks.next().await {
             None => Ok(stream::empty().boxed()),

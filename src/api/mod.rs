@@ -29,6 +29,7 @@ pub use logs::{Logs, Settings, TextStream};
 
 use crate::backend::LogBackend;
 use crate::proto::tekton::results::{v1alpha2, v1alpha3};
+use crate::run::RunResolver;
 
 /// gRPC service names reported SERVING by the health service.
 pub const SERVICES: &[&str] = &[
@@ -65,8 +66,12 @@ async fn require_http2(request: Request, next: Next) -> Response {
 
 /// Every route of the service: the Logs gRPC services, gRPC health and
 /// reflection, and the REST routes.
-pub async fn router(backend: Arc<dyn LogBackend>, settings: Settings) -> Router {
-    let logs = Logs::new(backend, settings);
+pub async fn router(
+    backend: Arc<dyn LogBackend>,
+    resolver: Arc<dyn RunResolver>,
+    settings: Settings,
+) -> Router {
+    let logs = Logs::new(backend, resolver, settings);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in SERVICES {

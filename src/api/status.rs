@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::backend;
-use crate::run::NameError;
+use crate::run::{NameError, ResolveError};
 
 /// The kinds of failure a client can tell apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub enum ErrorCode {
     Unavailable,
     /// A failure inside the service or its store.
     Internal,
+    /// The configured provider cannot do what was asked.
+    Unimplemented,
 }
 
 impl ErrorCode {
@@ -33,6 +35,7 @@ impl ErrorCode {
             Self::Aborted => tonic::Code::Aborted,
             Self::Unavailable => tonic::Code::Unavailable,
             Self::Internal => tonic::Code::Internal,
+            Self::Unimplemented => tonic::Code::Unimplemented,
         }
     }
 
@@ -44,6 +47,7 @@ impl ErrorCode {
             Self::Aborted => StatusCode::CONFLICT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unimplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
 }
@@ -79,6 +83,17 @@ impl From<NameError> for ApiError {
     }
 }
 
+impl From<ResolveError> for ApiError {
+    fn from(err: ResolveError) -> Self {
+        let code = match &err {
+            ResolveError::NotFound { .. } => ErrorCode::NotFound,
+            ResolveError::InvalidRecord { .. } => ErrorCode::InvalidArgument,
+            ResolveError::Unavailable { .. } => ErrorCode::Unavailable,
+        };
+        Self::new(code, err.to_string())
+    }
+}
+
 impl From<backend::Error> for ApiError {
     fn from(err: backend::Error) -> Self {
         use backend::Error as E;
@@ -87,6 +102,7 @@ impl From<backend::Error> for ApiError {
             E::InvalidArgument { .. } => ErrorCode::InvalidArgument,
             E::UploadAborted { .. } => ErrorCode::Aborted,
             E::Unavailable { .. } => ErrorCode::Unavailable,
+            E::Unsupported { .. } => ErrorCode::Unimplemented,
             E::Internal { provider, .. } => {
                 tracing::error!(provider, error = %err, "backend operation failed");
                 return Self::new(

@@ -27,6 +27,14 @@ pub enum Error {
         /// Why the stream broke.
         message: String,
     },
+    /// The provider cannot do this at all.
+    #[error("the {provider} provider does not support {operation}")]
+    Unsupported {
+        /// The provider.
+        provider: &'static str,
+        /// What was asked, e.g. `deleting logs`.
+        operation: &'static str,
+    },
     /// The provider cannot be reached or is overloaded; try again later.
     #[error("{provider} is unavailable: {message}")]
     Unavailable {

@@ -7,6 +7,8 @@
 
 mod error;
 pub mod local;
+pub mod loki;
+pub mod retry;
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -19,13 +21,13 @@ pub use error::{Error, Result};
 
 use crate::config::{Config, Provider};
 use crate::record::{Page, Position};
-use crate::run::LogName;
+use crate::run::{LogName, Run};
 
 /// What to read from a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogQuery {
-    /// The log.
-    pub name: LogName,
+    /// The run whose log to read (its `log` is the log name).
+    pub run: Run,
     /// Read only the records after this position (exclusive); `None` reads
     /// from the start.
     pub after: Option<Position>,
@@ -34,13 +36,24 @@ pub struct LogQuery {
 }
 
 impl LogQuery {
-    /// The whole log, from its start, not following.
-    pub fn new(name: LogName) -> Self {
+    /// The whole log of `run`, from its start, not following.
+    pub fn for_run(run: Run) -> Self {
         Self {
-            name,
+            run,
             after: None,
             follow: false,
         }
+    }
+
+    /// The whole log named `name`, with nothing known of its run but what the
+    /// name says (see `Run::from_name`).
+    pub fn new(name: LogName) -> Self {
+        Self::for_run(Run::from_name(name))
+    }
+
+    /// The log name.
+    pub fn name(&self) -> &LogName {
+        &self.run.log
     }
 
     /// Only the records after `position`.
@@ -97,6 +110,7 @@ pub trait LogBackend: Debug + Send + Sync + 'static {
 pub fn build(config: &Config) -> Result<Arc<dyn LogBackend>> {
     match config.logs.provider {
         Provider::Local => Ok(Arc::new(local::LocalStore::new(&config.logs.path))),
+        Provider::Loki => Ok(Arc::new(loki::LokiBackend::from_config(config)?)),
         other => Err(Error::InvalidArgument {
             message: format!(
                 "LOGS_TYPE selects the {other} provider, which this version does not have yet; \

@@ -89,6 +89,24 @@ pub const LOGGING_PLUGIN_JSON_MAP: &str = "LOGGING_PLUGIN_JSON_MAP";
 /// Format applied to each log line returned by the backend. Default unset.
 pub const LOGGING_PLUGIN_LINE_FORMAT: &str = "LOGGING_PLUGIN_LINE_FORMAT";
 
+/// Loki tenant sent as `X-Scope-OrgID` (ours); empty for none. Default unset.
+pub const LOGGING_PLUGIN_TENANT: &str = "LOGGING_PLUGIN_TENANT";
+
+/// Dotted JSON path of the TaskRun UID in forwarded lines (ours; upstream
+/// hard-codes it). Default `kubernetes.labels.tekton_dev_taskRunUID`.
+pub const LOGGING_PLUGIN_TASKRUN_UID_KEY: &str = "LOGGING_PLUGIN_TASKRUN_UID_KEY";
+
+/// Dotted JSON path of the PipelineRun UID in forwarded lines (ours; upstream
+/// hard-codes it). Default `kubernetes.labels.tekton_dev_pipelineRunUID`.
+pub const LOGGING_PLUGIN_PIPELINERUN_UID_KEY: &str = "LOGGING_PLUGIN_PIPELINERUN_UID_KEY";
+
+/// Seconds one request to the backend may take (ours). Default `60`.
+pub const LOGGING_PLUGIN_TIMEOUT: &str = "LOGGING_PLUGIN_TIMEOUT";
+
+/// Whole minutes searched back from now for a run whose start time is not
+/// known (no run database configured) (ours). Default `43200` (30 days).
+pub const LOGGING_PLUGIN_LOOKBACK_DURATION: &str = "LOGGING_PLUGIN_LOOKBACK_DURATION";
+
 /// Seconds `serve` lets requests in flight finish after SIGTERM or Ctrl-C
 /// before closing their connections (ours, not upstream). Default `30`.
 pub const SERVER_SHUTDOWN_TIMEOUT: &str = "SERVER_SHUTDOWN_TIMEOUT";
@@ -127,6 +145,11 @@ pub const ALL: &[&str] = &[
     LOGGING_PLUGIN_MULTIPART_REGEX,
     LOGGING_PLUGIN_JSON_MAP,
     LOGGING_PLUGIN_LINE_FORMAT,
+    LOGGING_PLUGIN_TENANT,
+    LOGGING_PLUGIN_TASKRUN_UID_KEY,
+    LOGGING_PLUGIN_PIPELINERUN_UID_KEY,
+    LOGGING_PLUGIN_TIMEOUT,
+    LOGGING_PLUGIN_LOOKBACK_DURATION,
 ];
 
 /// How the default of [`LOGS_PATH`] is chosen, for docs and `--help`.

@@ -169,6 +169,17 @@ pub struct PluginConfig {
     pub json_map: Vec<(String, String)>,
     /// Format applied to each log line (`LOGGING_PLUGIN_LINE_FORMAT`).
     pub line_format: Option<String>,
+    /// Loki tenant, sent as `X-Scope-OrgID` (`LOGGING_PLUGIN_TENANT`).
+    pub tenant: Option<String>,
+    /// JSON path of the TaskRun UID (`LOGGING_PLUGIN_TASKRUN_UID_KEY`).
+    pub taskrun_uid_key: String,
+    /// JSON path of the PipelineRun UID (`LOGGING_PLUGIN_PIPELINERUN_UID_KEY`).
+    pub pipelinerun_uid_key: String,
+    /// Time limit of one backend request (`LOGGING_PLUGIN_TIMEOUT`).
+    pub timeout: Duration,
+    /// How far back to search when a run's start is unknown
+    /// (`LOGGING_PLUGIN_LOOKBACK_DURATION`).
+    pub lookback: Duration,
 }
 
 /// Directory name of the default data directory.
@@ -274,6 +285,31 @@ impl Config {
             )?,
             json_map: field(raw, keys::LOGGING_PLUGIN_JSON_MAP, "", parse_json_map)?,
             line_format: field(raw, keys::LOGGING_PLUGIN_LINE_FORMAT, "", parse_optional)?,
+            tenant: field(raw, keys::LOGGING_PLUGIN_TENANT, "", values::parse_tenant)?,
+            taskrun_uid_key: field(
+                raw,
+                keys::LOGGING_PLUGIN_TASKRUN_UID_KEY,
+                "kubernetes.labels.tekton_dev_taskRunUID",
+                values::parse_required_json_path,
+            )?,
+            pipelinerun_uid_key: field(
+                raw,
+                keys::LOGGING_PLUGIN_PIPELINERUN_UID_KEY,
+                "kubernetes.labels.tekton_dev_pipelineRunUID",
+                values::parse_required_json_path,
+            )?,
+            timeout: field(
+                raw,
+                keys::LOGGING_PLUGIN_TIMEOUT,
+                "60",
+                values::parse_seconds,
+            )?,
+            lookback: field(
+                raw,
+                keys::LOGGING_PLUGIN_LOOKBACK_DURATION,
+                "43200",
+                parse_minutes,
+            )?,
         };
         Ok(Config {
             server,
@@ -375,6 +411,23 @@ impl Config {
             (
                 keys::LOGGING_PLUGIN_LINE_FORMAT,
                 optional(p.line_format.as_deref()),
+            ),
+            (keys::LOGGING_PLUGIN_TENANT, optional(p.tenant.as_deref())),
+            (
+                keys::LOGGING_PLUGIN_TASKRUN_UID_KEY,
+                format!("{:?}", p.taskrun_uid_key),
+            ),
+            (
+                keys::LOGGING_PLUGIN_PIPELINERUN_UID_KEY,
+                format!("{:?}", p.pipelinerun_uid_key),
+            ),
+            (
+                keys::LOGGING_PLUGIN_TIMEOUT,
+                format!("{} s", p.timeout.as_secs()),
+            ),
+            (
+                keys::LOGGING_PLUGIN_LOOKBACK_DURATION,
+                format!("{} minutes", p.lookback.as_secs() / 60),
             ),
         ]);
         let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0) + 1;

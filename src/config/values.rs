@@ -459,3 +459,29 @@ pub(super) fn parse_log_level(v: &str) -> Result<String, String> {
             format!("not a log filter such as info, debug or tekton_results_logs=debug,warn: {e}")
         })
 }
+
+pub(super) fn parse_required_json_path(v: &str) -> Result<String, String> {
+    parse_json_path(v)?.ok_or_else(|| "must not be empty".to_owned())
+}
+
+pub(super) fn parse_tenant(v: &str) -> Result<Option<String>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    // Loki's tenant IDs: printable ASCII without '/' or '\\' (and not "." or "..");
+    // '|' joins several tenants for queries.
+    let ok = v
+        .bytes()
+        .all(|b| (0x21..0x7f).contains(&b) && b != b'/' && b != b'\\')
+        && v != "."
+        && v != ".."
+        && v.len() <= 150;
+    if ok {
+        Ok(Some(v.to_owned()))
+    } else {
+        Err(
+            "not a Loki tenant ID (up to 150 printable ASCII characters, no '/' or '\\')"
+                .to_owned(),
+        )
+    }
+}

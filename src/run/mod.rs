@@ -1,6 +1,59 @@
-//! Runs and their log names: what a request names, before it becomes a
-//! backend query. Run resolution (the Results database) will live here too.
+//! Runs and their log names: what a request names, and what a backend needs
+//! to know about the run behind it (kind, UID, start and completion times)
+//! to query a provider. A `RunResolver` turns one into the other.
 
 mod name;
+mod resolve;
 
 pub use name::{LogName, NameError};
+pub use resolve::{NameResolver, ResolveError, RunResolver};
+
+/// What kind of Tekton run a log belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunKind {
+    /// A TaskRun: one pod, one container per step.
+    TaskRun,
+    /// A PipelineRun: the logs of all its TaskRuns.
+    PipelineRun,
+}
+
+impl RunKind {
+    /// `TaskRun` or `PipelineRun`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TaskRun => "TaskRun",
+            Self::PipelineRun => "PipelineRun",
+        }
+    }
+}
+
+/// The run behind a log name, as far as it is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// The log name the request used.
+    pub log: LogName,
+    /// TaskRun or PipelineRun.
+    pub kind: RunKind,
+    /// The UID forwarders label the run's lines with (`tekton.dev/taskRunUID`
+    /// or `tekton.dev/pipelineRunUID` on its pods).
+    pub uid: String,
+    /// When the run started (ns since the epoch), if known.
+    pub start_ns: Option<i64>,
+    /// When the run completed (ns since the epoch); `None` while it runs or
+    /// when unknown.
+    pub completion_ns: Option<i64>,
+}
+
+impl Run {
+    /// What a log name alone says: the log part is the run's record name,
+    /// which the Results watcher makes the TaskRun's UID; times unknown.
+    pub fn from_name(log: LogName) -> Self {
+        Self {
+            uid: log.log().to_owned(),
+            log,
+            kind: RunKind::TaskRun,
+            start_ns: None,
+            completion_ns: None,
+        }
+    }
+}

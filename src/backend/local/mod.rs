@@ -137,7 +137,7 @@ impl LogBackend for LocalStore {
     }
 
     fn read(&self, query: LogQuery) -> PageStream {
-        let path = self.log_path(&query.name);
+        let path = self.log_path(query.name());
         read::pages(path, query).boxed()
     }
 

@@ -36,7 +36,7 @@ pub fn pages(path: PathBuf, query: LogQuery) -> impl Stream<Item = Result<Page>>
     async_stream::try_stream! {
         let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
-                Error::NotFound { name: query.name.to_string() }
+                Error::NotFound { name: query.name().to_string() }
             } else {
                 io_error("opening", &path, e)
             }
@@ -58,13 +58,13 @@ pub fn pages(path: PathBuf, query: LogQuery) -> impl Stream<Item = Result<Page>>
             Some(p) if p.ts_ns == version => Err(Error::InvalidArgument {
                 message: format!(
                     "position {} is past the end of log {:?} ({len} bytes)",
-                    p.seq, query.name.to_string()
+                    p.seq, query.name().to_string()
                 ),
             })?,
             Some(_) => Err(Error::InvalidArgument {
                 message: format!(
                     "the position is not from the stored version of log {:?} (it was stored again, or the position is from another log)",
-                    query.name.to_string()
+                    query.name().to_string()
                 ),
             })?,
         };

@@ -1,0 +1,193 @@
+//! Complete history from `query_range`, which has no cursor: pages move
+//! forward in time. Each full page's last timestamp is held back and becomes
+//! the next page's (inclusive) start, so every entry at a timestamp is
+//! delivered together, once: identical timestamps across a page boundary
+//! neither repeat nor vanish. Entries of one timestamp are ordered by
+//! (stream labels, line), which makes `Position { ts_ns, seq }` (seq = rank
+//! within the timestamp) stable across queries, so a reader can resume after
+//! any record. A window longer than Loki's `max_query_length` is split.
+//!
+//! See log-providers reference §1.3 and Loki's `pkg/logcli/query/query.go`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::Stream;
+
+use super::client::LokiClient;
+use super::wire::QueryResponse;
+use crate::backend::{Error, Result};
+use crate::record::{LogRecord, OutputStream, Page, Position};
+
+/// The longest window one query covers: under Loki's default
+/// `max_query_length` of 30d1h.
+pub const MAX_WINDOW_NS: i64 = 30 * 24 * 3600 * 1_000_000_000;
+
+/// Loki's default `max_entries_limit_per_query`: the page size tried when one
+/// timestamp holds more entries than `LOGGING_PLUGIN_QUERY_LIMIT`.
+pub const MAX_ENTRIES: u32 = 5000;
+
+/// What to page through.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    /// The LogQL query.
+    pub logql: String,
+    /// The time range, `[start, end)` in ns.
+    pub start_ns: i64,
+    /// The exclusive end.
+    pub end_ns: i64,
+    /// Page size (`LOGGING_PLUGIN_QUERY_LIMIT`).
+    pub limit: u32,
+    /// Deliver only what comes after this position.
+    pub after: Option<Position>,
+}
+
+/// `[start, end)` cut into windows of at most `MAX_WINDOW_NS`.
+pub fn windows(start_ns: i64, end_ns: i64) -> impl Iterator<Item = (i64, i64)> {
+    let mut next = start_ns;
+    std::iter::from_fn(move || {
+        if next >= end_ns {
+            return None;
+        }
+        let window = (next, next.saturating_add(MAX_WINDOW_NS).min(end_ns));
+        next = window.1;
+        Some(window)
+    })
+}
+
+/// One entry of a page, with what orders it.
+struct Merged {
+    ts_ns: i64,
+    labels: Arc<str>,
+    container: Option<Arc<str>>,
+    line: String,
+}
+
+/// All entries of a response, merged across result streams and sorted by
+/// (timestamp, stream labels, line).
+fn merge(response: QueryResponse) -> Vec<Merged> {
+    let mut entries = Vec::new();
+    for stream in response.data.result {
+        let labels: Arc<str> = stream
+            .stream
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect::<Vec<_>>()
+            .join(",")
+            .into();
+        let container: Option<Arc<str>> = stream.stream.get("container").map(|c| c.as_str().into());
+        for entry in stream.values {
+            entries.push(Merged {
+                ts_ns: entry.ts_ns,
+                labels: labels.clone(),
+                container: container.clone(),
+                line: entry.line,
+            });
+        }
+    }
+    entries
+        .sort_unstable_by(|a, b| (a.ts_ns, &a.labels, &a.line).cmp(&(b.ts_ns, &b.labels, &b.line)));
+    entries
+}
+
+/// The pages of the log, in order, each entry once.
+pub fn pages(client: Arc<LokiClient>, query: HistoryQuery) -> impl Stream<Item = Result<Page>> {
+    async_stream::try_stream! {
+        if let Some(after) = query.after {
+            if after.ts_ns >= query.end_ns {
+                Err(Error::InvalidArgument {
+                    message: format!(
+                        "position {}:{} is after the end of the log's time range",
+                        after.ts_ns, after.seq
+                    ),
+                })?;
+            }
+        }
+        for (window_start, window_end) in windows(query.start_ns, query.end_ns) {
+            let mut start = match query.after {
+                Some(after) if after.ts_ns >= window_end => continue,
+                Some(after) => after.ts_ns.max(window_start),
+                None => window_start,
+            };
+            loop {
+                let mut limit = query.limit;
+                let entries = loop {
+                    let response = client.query_range(&query.logql, start, window_end, limit).await?;
+                    let entries = merge(response);
+                    let one_timestamp = entries.first().map(|e| e.ts_ns) == entries.last().map(|e| e.ts_ns);
+                    if entries.len() >= limit as usize && one_timestamp {
+                        if limit < MAX_ENTRIES {
+                            limit = MAX_ENTRIES;
+                            continue;
+                        }
+                        Err(Error::internal(
+                            super::client::PROVIDER,
+                            format!(
+                                "{} or more lines share the timestamp {start}; query_range cannot page past them \
+                                 (raise Loki's max_entries_limit_per_query)",
+                                entries.len()
+                            ),
+                        ))?;
+                    }
+                    break entries;
+                };
+                let full = entries.len() >= limit as usize;
+                // A full page may end inside a timestamp: hold it back.
+                let cut = match (full, entries.last()) {
+                    (true, Some(last)) => last.ts_ns,
+                    _ => i64::MAX,
+                };
+                let mut records = Vec::with_capacity(entries.len());
+                let mut group: Option<(i64, u64)> = None;
+                for entry in entries.into_iter().take_while(|e| e.ts_ns < cut) {
+                    let seq = match group {
+                        Some((ts, seq)) if ts == entry.ts_ns => seq + 1,
+                        _ => 0,
+                    };
+                    group = Some((entry.ts_ns, seq));
+                    let position = Position { ts_ns: entry.ts_ns, seq };
+                    if query.after.is_some_and(|after| position <= after) {
+                        continue;
+                    }
+                    records.push(LogRecord {
+                        position,
+                        ts_ns: Some(entry.ts_ns),
+                        task: None,
+                        container: entry.container,
+                        stream: OutputStream::Unknown,
+                        message: Bytes::from(entry.line),
+                        terminated: true,
+                    });
+                }
+                if !records.is_empty() {
+                    yield Page { records };
+                }
+                if !full {
+                    break;
+                }
+                start = cut;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_the_range_without_overlap() {
+        let day = 24 * 3600 * 1_000_000_000i64;
+        let w: Vec<_> = windows(0, 65 * day).collect();
+        assert_eq!(
+            w,
+            vec![(0, 30 * day), (30 * day, 60 * day), (60 * day, 65 * day)]
+        );
+        assert_eq!(windows(5, 5).count(), 0);
+        assert_eq!(windows(9, 5).count(), 0);
+        assert_eq!(
+            windows(i64::MAX - 10, i64::MAX).collect::<Vec<_>>(),
+            vec![(i64::MAX - 10, i64::MAX)]
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Loki's `query_range` answer (<https://grafana.com/docs/loki/latest/reference/loki-http-api/>):
+//! `{"status":"success","data":{"resultType":"streams","result":[{"stream":{..},"values":[["<ns>","<line>"(,{..})?],..]}]}}`.
+//! Timestamps are strings of nanoseconds; a value may carry a third element
+//! (categorize-labels metadata), which is ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+/// A whole `query_range` response.
+#[derive(Debug, Deserialize)]
+pub struct QueryResponse {
+    /// `success` or `error`.
+    pub status: String,
+    /// The result.
+    pub data: QueryData,
+}
+
+/// `data` of a response.
+#[derive(Debug, Deserialize)]
+pub struct QueryData {
+    /// `streams` for log queries.
+    #[serde(rename = "resultType")]
+    pub result_type: String,
+    /// One entry per result stream (label set).
+    pub result: Vec<StreamResult>,
+}
+
+/// One result stream.
+#[derive(Debug, Deserialize)]
+pub struct StreamResult {
+    /// Its labels (index labels, structured metadata, extracted labels).
+    pub stream: BTreeMap<String, String>,
+    /// Its entries, in the request's direction.
+    pub values: Vec<Entry>,
+}
+
+/// One `[timestamp, line]` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Nanoseconds since the epoch.
+    pub ts_ns: i64,
+    /// The line, as the query's pipeline rendered it.
+    pub line: String,
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = Entry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a [\"<nanoseconds>\", \"<line>\"] pair")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry, A::Error> {
+                let ts: String = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let ts_ns = ts.parse::<i64>().map_err(|_| {
+                    de::Error::custom(format!("timestamp {ts:?} is not integer nanoseconds"))
+                })?;
+                let line: String = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Entry { ts_ns, line })
+            }
+        }
+
+        deserializer.deserialize_seq(EntryVisitor)
+    }
+}
+
+impl QueryResponse {
+    /// Parses a 200 body, checking that it is a successful streams answer.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let response: QueryResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        if response.status != "success" {
+            return Err(format!("status is {:?}, not \"success\"", response.status));
+        }
+        if response.data.result_type != "streams" {
+            return Err(format!(
+                "resultType is {:?}, not \"streams\" (a metric query?)",
+                response.data.result_type
+            ));
+        }
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_values_with_and_without_metadata() {
+        let body = br#"{"status":"success","data":{"resultType":"streams","result":[
+            {"stream":{"app":"x"},"values":[["1795601400000000000","one"],["1795601400000000001","two",{"structuredMetadata":{"a":"b"}}]]}],
+            "stats":{"summary":{"bytesProcessedPerSecond":1}}}}"#;
+        let response = QueryResponse::parse(body).unwrap();
+        let stream = &response.data.result[0];
+        assert_eq!(stream.stream["app"], "x");
+        assert_eq!(
+            stream.values,
+            vec![
+                Entry {
+                    ts_ns: 1_795_601_400_000_000_000,
+                    line: "one".into()
+                },
+                Entry {
+                    ts_ns: 1_795_601_400_000_000_001,
+                    line: "two".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_streams_answer() {
+        assert!(QueryResponse::parse(b"# HELP go_gc_duration_seconds").is_err());
+        assert!(QueryResponse::parse(
+            br#"{"status":"error","data":{"resultType":"streams","result":[]}}"#
+        )
+        .is_err());
+        assert!(QueryResponse::parse(
+            br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#
+        )
+        .is_err());
+        let bad_ts = br#"{"status":"success","data":{"resultType":"streams","result":[{"stream":{},"values":[[17, "x"]]}]}}"#;
+        assert!(QueryResponse::parse(bad_ts).is_err());
+        let bad_ts = br#"{"status":"success","data":{"resultType":"streams","result":[{"stream":{},"values":[["1.5", "x"]]}]}}"#;
+        assert!(QueryResponse::parse(bad_ts)
+            .unwrap_err()
+            .contains("not integer nanoseconds"));
+    }
+}
