@@ -66,6 +66,8 @@ pub struct ClientSettings {
 pub struct LokiClient {
     http: reqwest::Client,
     base: String,
+    /// Whether TLS settings apply that only the HTTP client honours.
+    custom_tls: bool,
     token: TokenFile,
     tenant: Option<String>,
     query_params: Vec<(String, String)>,
@@ -117,6 +119,7 @@ impl LokiClient {
                 settings.api_url.trim_end_matches('/'),
                 settings.proxy_path.trim_end_matches('/')
             ),
+            custom_tls: settings.ca_cert.is_some() || settings.tls_verification_disable,
             token: TokenFile::new(settings.token_path.clone()),
             tenant: settings.tenant.clone(),
             query_params,
@@ -126,6 +129,57 @@ impl LokiClient {
 
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The websocket URL of a tail of `query` from `start_ns`. Fails for
+    /// `https` with a custom CA or verification turned off, which the
+    /// websocket client does not honour (the caller then polls).
+    pub fn tail_url(&self, query: &str, start_ns: i64) -> std::result::Result<String, String> {
+        let base = if let Some(rest) = self.base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else if let Some(rest) = self.base.strip_prefix("https://") {
+            if self.custom_tls {
+                return Err("the tail websocket does not use LOGGING_PLUGIN_CA_CERT or \
+                     LOGGING_PLUGIN_TLS_VERIFICATION_DISABLE"
+                    .to_owned());
+            }
+            format!("wss://{rest}")
+        } else {
+            return Err(format!("no websocket scheme for {}", self.base));
+        };
+        let params = [
+            ("query", query.to_owned()),
+            ("start", start_ns.to_string()),
+            ("limit", "1".to_owned()),
+        ];
+        reqwest::Url::parse_with_params(&format!("{base}/loki/api/v1/tail"), &params)
+            .map(String::from)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The authentication headers every request carries: the bearer token
+    /// and the tenant, when set.
+    pub async fn auth_headers(
+        &self,
+    ) -> Result<Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>> {
+        let mut headers = Vec::new();
+        let invalid = |what: &str| {
+            Error::internal(PROVIDER, format!("the {what} is not a valid header value"))
+        };
+        if let Some(token) = self.token.bearer().await? {
+            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| invalid("token"))?;
+            headers.push((reqwest::header::AUTHORIZATION, value));
+        }
+        if let Some(tenant) = &self.tenant {
+            let value =
+                reqwest::header::HeaderValue::from_str(tenant).map_err(|_| invalid("tenant"))?;
+            headers.push((
+                reqwest::header::HeaderName::from_static("x-scope-orgid"),
+                value,
+            ));
+        }
+        Ok(headers)
     }
 
     /// One forward `query_range` page: entries in `[start_ns, end_ns)`, at
@@ -213,11 +267,8 @@ impl LokiClient {
         let mut attempt = 1;
         loop {
             let mut request = build();
-            if let Some(token) = self.token.bearer().await? {
-                request = request.bearer_auth(token);
-            }
-            if let Some(tenant) = &self.tenant {
-                request = request.header("X-Scope-OrgID", tenant);
+            for (name, value) in self.auth_headers().await? {
+                request = request.header(name, value);
             }
             let (failure, retry_after) = match request.send().await {
                 Ok(response) => {

@@ -13,6 +13,7 @@
 //! when its times are unknown.
 
 pub mod client;
+pub mod follow;
 pub mod history;
 pub mod query;
 pub mod wire;
@@ -110,7 +111,21 @@ impl LogBackend for LokiBackend {
         let logql = self
             .template
             .for_run(query.run.log.parent(), query.run.kind, &query.run.uid);
-        tracing::debug!(log = %query.run.log, %logql, start_ns, end_ns, "reading from loki");
+        tracing::debug!(log = %query.run.log, %logql, start_ns, end_ns, follow = query.follow, "reading from loki");
+        if query.follow {
+            let end_ns = query.run.completion_ns.map(|_| end_ns);
+            return follow::pages(
+                self.client.clone(),
+                follow::FollowQuery {
+                    logql,
+                    start_ns,
+                    end_ns,
+                    limit: self.limit,
+                    after: query.after,
+                },
+            )
+            .boxed();
+        }
         history::pages(
             self.client.clone(),
             HistoryQuery {

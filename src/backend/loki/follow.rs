@@ -1,0 +1,174 @@
+//! Following a running run: history up to (now − settle), then the same
+//! pager again from the last delivered position each time new lines may have
+//! arrived, until the run's range has ended.
+//!
+//! Loki's tail websocket (`/loki/api/v1/tail`) is used as the wake-up signal,
+//! not as the data source: its frames carry other labels than `query_range`
+//! answers (no structured metadata without categorize-labels), drop entries
+//! for slow readers (`dropped_entries`), replay only the last `limit` lines
+//! and end after `tail_max_duration`. Reading the lines with `query_range`
+//! from the last position makes every switch (history to live, reconnect,
+//! dropped entries) gap-free and duplicate-free by construction, with the same
+//! order and positions as a history read. When the socket cannot be used
+//! (closed, refused, or TLS settings it cannot honour) the follower polls.
+//!
+//! Lines are released once they are `SETTLE` old, so lines a forwarder ships
+//! a little late still come in order; a line that arrives later than that
+//! behind an already delivered one is not sent live (a later read has it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::client::{now_ns, LokiClient};
+use super::history::{self, HistoryQuery};
+use crate::backend::Result;
+use crate::record::{Page, Position};
+
+/// How old a line must be before it is released to followers.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// The longest wait between two reads while following, tail frames or not.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What to follow.
+#[derive(Debug, Clone)]
+pub struct FollowQuery {
+    /// The LogQL query.
+    pub logql: String,
+    /// Start of the run's range (ns, inclusive).
+    pub start_ns: i64,
+    /// End of the run's range (ns, exclusive) when the run has completed;
+    /// `None` while it runs: follow until the client goes away.
+    pub end_ns: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+    /// Deliver only what comes after this position.
+    pub after: Option<Position>,
+}
+
+fn settle_ns() -> i64 {
+    i64::try_from(SETTLE.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// History, then live lines, in order, each once.
+pub fn pages(client: Arc<LokiClient>, query: FollowQuery) -> impl Stream<Item = Result<Page>> {
+    async_stream::try_stream! {
+        let mut last = query.after;
+        let mut wake = Wake::new(client.clone(), query.logql.clone());
+        loop {
+            let released = now_ns().saturating_sub(settle_ns());
+            let upto = query.end_ns.map_or(released, |end| end.min(released));
+            let from_ok = last.is_none_or(|p| p.ts_ns < upto);
+            if upto > query.start_ns && from_ok {
+                let mut pages = history::pages(
+                    client.clone(),
+                    HistoryQuery {
+                        logql: query.logql.clone(),
+                        start_ns: query.start_ns,
+                        end_ns: upto,
+                        limit: query.limit,
+                        after: last,
+                    },
+                )
+                .boxed();
+                while let Some(page) = pages.next().await {
+                    let page = page?;
+                    last = page.records.last().map(|r| r.position).or(last);
+                    yield page;
+                }
+            }
+            if query.end_ns.is_some_and(|end| released >= end) {
+                break;
+            }
+            wake.wait().await;
+        }
+    }
+}
+
+/// Waits for a reason to read again: a tail frame (then `SETTLE`, so the
+/// lines are released), or `POLL_INTERVAL`.
+struct Wake {
+    client: Arc<LokiClient>,
+    logql: String,
+    socket: Option<Socket>,
+    /// When the socket last failed; no new attempt before `POLL_INTERVAL`.
+    failed_at: Option<tokio::time::Instant>,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Wake {
+    fn new(client: Arc<LokiClient>, logql: String) -> Self {
+        Self {
+            client,
+            logql,
+            socket: None,
+            failed_at: None,
+        }
+    }
+
+    async fn wait(&mut self) {
+        let deadline = tokio::time::Instant::now() + POLL_INTERVAL;
+        if self.socket.is_none() && self.failed_at.is_none_or(|t| t.elapsed() >= POLL_INTERVAL) {
+            match self.connect().await {
+                Ok(socket) => self.socket = Some(socket),
+                Err(error) => {
+                    tracing::debug!(%error, "loki tail unavailable; polling");
+                    self.failed_at = Some(tokio::time::Instant::now());
+                }
+            }
+        }
+        let Some(socket) = self.socket.as_mut() else {
+            tokio::time::sleep_until(deadline).await;
+            return;
+        };
+        loop {
+            match tokio::time::timeout_at(deadline, socket.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) => {
+                    tokio::time::sleep(SETTLE).await;
+                    return;
+                }
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    // Loki ends tails after tail_max_duration (1011): reconnect next time.
+                    tracing::debug!(?frame, "loki closed the tail");
+                    self.socket = None;
+                    return;
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(error))) => {
+                    tracing::debug!(%error, "loki tail failed");
+                    self.socket = None;
+                    self.failed_at = Some(tokio::time::Instant::now());
+                    return;
+                }
+                Ok(None) => {
+                    self.socket = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn connect(&self) -> std::result::Result<Socket, String> {
+        let url = self.client.tail_url(&self.logql, now_ns())?;
+        let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+        for (name, value) in self
+            .client
+            .auth_headers()
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            request.headers_mut().insert(name, value);
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(socket)
+    }
+}
