@@ -5,7 +5,9 @@
 //! - `query.rs` builds and escapes the LogQL;
 //! - `client.rs` speaks HTTP (token, tenant, TLS, retries, errors);
 //! - `wire.rs` parses answers;
-//! - `history.rs` pages, merges streams and orders entries.
+//! - `history.rs` pages, merges streams and orders entries;
+//! - `follow.rs` follows a running run;
+//! - `push.rs` turns uploads into push requests.
 //!
 //! The time range of a run is its start to its completion plus
 //! `LOGGING_PLUGIN_FORWARDER_DELAY_DURATION` (forwarders ship lines late);
@@ -15,6 +17,7 @@
 pub mod client;
 pub mod follow;
 pub mod history;
+pub mod push;
 pub mod query;
 pub mod wire;
 
@@ -22,10 +25,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::StreamExt;
 
 use self::client::{now_ns, ClientSettings, LokiClient, PROVIDER};
 use self::history::HistoryQuery;
+use self::push::{Batcher, Clock, LineShape, LineSplitter, PushLine};
 use self::query::QueryTemplate;
 use super::retry::RetryPolicy;
 use super::{ByteStream, Error, LogBackend, LogQuery, PageStream, Result, WriteSummary};
@@ -37,6 +42,7 @@ use crate::run::{LogName, Run};
 pub struct LokiBackend {
     client: Arc<LokiClient>,
     template: QueryTemplate,
+    shape: LineShape,
     limit: u32,
     forwarder_delay: Duration,
     lookback: Duration,
@@ -64,8 +70,22 @@ impl LokiBackend {
             timeout: plugin.timeout,
             retry: RetryPolicy::default(),
         })?;
+        let message_path = plugin
+            .json_map
+            .iter()
+            .find(|(name, _)| name == "message")
+            .map_or_else(|| "message".to_owned(), |(_, path)| path.clone());
+        let shape = LineShape {
+            message_path,
+            uid_path: plugin.taskrun_uid_key.clone(),
+            container_path: plugin.container_key.clone(),
+        };
+        shape.validate().map_err(|reason| Error::InvalidArgument {
+            message: format!("the JSON paths of pushed lines conflict: {reason}"),
+        })?;
         Ok(Self {
             client: Arc::new(client),
+            shape,
             template: QueryTemplate {
                 static_labels: plugin.static_labels.clone(),
                 namespace_key: plugin.namespace_key.clone(),
@@ -93,6 +113,78 @@ impl LokiBackend {
             None => now.saturating_add(1),
         };
         (start, end)
+    }
+}
+
+/// Pushed lines longer than this are cut (Loki rejects lines over
+/// `max_line_size`, 256 KB by default, and the JSON wrapping adds some).
+const PUSH_MAX_LINE_BYTES: usize = 128 * 1024;
+
+/// Bytes of one push request (as Vector's Loki sink batches).
+const PUSH_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Lines of one push request.
+const PUSH_BATCH_LINES: usize = 10_000;
+
+/// How long a partial batch waits for more lines before it is sent.
+const PUSH_BATCH_AGE: Duration = Duration::from_secs(1);
+
+/// One upload on its way to Loki.
+struct Upload<'a> {
+    backend: &'a LokiBackend,
+    labels: String,
+    uid: &'a str,
+    splitter: LineSplitter,
+    clock: Clock,
+    batcher: Batcher,
+}
+
+impl Upload<'_> {
+    async fn add(&mut self, message: &str) -> Result<()> {
+        let line = PushLine {
+            ts_ns: self.clock.next(now_ns()),
+            message: push::render_line(&self.backend.shape, message, self.uid, None),
+        };
+        if let Some(batch) = self.batcher.add(line) {
+            self.send(batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        let batch = self.batcher.take();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.send(batch).await
+    }
+
+    async fn send(&self, batch: Vec<PushLine>) -> Result<()> {
+        let lines = batch.len();
+        let body = push::encode_request(&[(self.labels.clone(), batch)])
+            .map_err(|e| Error::internal(PROVIDER, format!("encoding a push request: {e}")))?;
+        match self.backend.client.push(Bytes::from(body)).await? {
+            Ok(()) => Ok(()),
+            Err((status, text)) => {
+                let rejection = push::parse_rejection(status, &text);
+                let counted = rejection
+                    .ignored
+                    .map(|(ignored, of)| format!("{ignored} of {of} lines"))
+                    .unwrap_or_else(|| format!("a batch of {lines} lines"));
+                let message = format!(
+                    "loki rejected {counted} (HTTP {status}): {}",
+                    rejection.reasons.join("; ")
+                );
+                Err(if rejection.retryable {
+                    Error::Unavailable {
+                        provider: PROVIDER,
+                        message,
+                    }
+                } else {
+                    Error::InvalidArgument { message }
+                })
+            }
+        }
     }
 }
 
@@ -139,11 +231,51 @@ impl LogBackend for LokiBackend {
         .boxed()
     }
 
-    async fn write(&self, _name: &LogName, _data: ByteStream) -> Result<WriteSummary> {
-        Err(Error::Unsupported {
-            provider: PROVIDER,
-            operation: "storing uploads",
-        })
+    async fn write(&self, name: &LogName, mut data: ByteStream) -> Result<WriteSummary> {
+        let mut labels = self.template.static_labels.clone();
+        labels.push((
+            self.template.namespace_key.clone(),
+            name.parent().to_owned(),
+        ));
+        let labels = push::labels_text(&labels).map_err(|reason| Error::InvalidArgument {
+            message: format!("the stream labels of pushed lines are invalid: {reason}"),
+        })?;
+        let mut upload = Upload {
+            backend: self,
+            labels,
+            uid: name.log(),
+            splitter: LineSplitter::new(PUSH_MAX_LINE_BYTES),
+            clock: Clock::new(),
+            batcher: Batcher::new(PUSH_BATCH_BYTES, PUSH_BATCH_LINES),
+        };
+        let mut bytes = 0u64;
+        loop {
+            // A batch waits at most PUSH_BATCH_AGE for more lines.
+            let next = if upload.batcher.is_empty() {
+                data.next().await
+            } else {
+                match tokio::time::timeout(PUSH_BATCH_AGE, data.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        upload.flush().await?;
+                        continue;
+                    }
+                }
+            };
+            let Some(chunk) = next else { break };
+            let chunk = chunk?;
+            bytes += chunk.len() as u64;
+            for line in upload.splitter.push(&chunk) {
+                upload.add(&line).await?;
+            }
+        }
+        let splitter =
+            std::mem::replace(&mut upload.splitter, LineSplitter::new(PUSH_MAX_LINE_BYTES));
+        for line in splitter.finish() {
+            upload.add(&line).await?;
+        }
+        upload.flush().await?;
+        Ok(WriteSummary { bytes })
     }
 
     async fn delete(&self, _name: &LogName) -> Result<()> {
