@@ -1,6 +1,8 @@
 //! The `LogBackend` contract every provider passes: push then read back,
-//! order and completeness, resume from every position, not-found, atomic
-//! replacement. Each provider's test calls `run_suite` with a fresh backend.
+//! order and completeness, resume from every position, following a complete
+//! log, foreign positions; and, where the provider can, not-found, atomic
+//! replacement and delete. Each provider's test calls `run_suite` with a
+//! fresh backend and what it can do.
 
 use std::sync::Arc;
 
@@ -9,13 +11,35 @@ use futures::{StreamExt, TryStreamExt};
 use proptest::prelude::*;
 use tekton_results_logs::backend::{self, local::LocalStore, LogBackend, LogQuery};
 use tekton_results_logs::record::{LogRecord, Position};
-use tekton_results_logs::run::LogName;
+use tekton_results_logs::run::{LogName, Run};
 
-fn name(log: &str) -> LogName {
+/// What a provider can do, beyond what every provider must.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    /// Reads return the uploaded bytes exactly (else: the uploaded lines,
+    /// each ending with `\n`).
+    pub exact_bytes: bool,
+    /// A log nobody stored is `NotFound` (else: an empty log).
+    pub not_found: bool,
+    /// An upload replaces the log atomically; a broken one leaves it whole.
+    pub replace: bool,
+    /// Logs can be deleted.
+    pub delete: bool,
+}
+
+/// The local store can do everything.
+pub const EVERYTHING: Capabilities = Capabilities {
+    exact_bytes: true,
+    not_found: true,
+    replace: true,
+    delete: true,
+};
+
+pub fn name(log: &str) -> LogName {
     LogName::parse(&format!("conformance/results/r/logs/{log}")).unwrap()
 }
 
-async fn push(
+pub async fn push(
     backend: &dyn LogBackend,
     log: &LogName,
     pieces: Vec<Vec<u8>>,
@@ -24,12 +48,12 @@ async fn push(
     Ok(backend.write(log, stream).await?.bytes)
 }
 
-async fn records(backend: &dyn LogBackend, query: LogQuery) -> backend::Result<Vec<LogRecord>> {
+pub async fn records(backend: &dyn LogBackend, query: LogQuery) -> backend::Result<Vec<LogRecord>> {
     let pages: Vec<_> = backend.read(query).try_collect().await?;
     Ok(pages.into_iter().flat_map(|p| p.records).collect())
 }
 
-fn text(records: &[LogRecord]) -> Vec<u8> {
+pub fn text(records: &[LogRecord]) -> Vec<u8> {
     let mut out = Vec::new();
     for r in records {
         out.extend_from_slice(&r.message);
@@ -40,15 +64,32 @@ fn text(records: &[LogRecord]) -> Vec<u8> {
     out
 }
 
+/// `body` as a line-oriented provider returns it: every line ends with `\n`.
+fn as_lines(body: &[u8]) -> Vec<u8> {
+    let mut out = body.to_vec();
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out
+}
+
+fn now_ns() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_nanos()).unwrap()
+}
+
 /// The whole contract, against one backend.
-pub async fn run_suite(backend: Arc<dyn LogBackend>) {
+pub async fn run_suite(backend: Arc<dyn LogBackend>, can: Capabilities) {
     backend
         .check()
         .await
         .expect("check passes on a usable backend");
 
-    // Push then read back: same bytes, positions strictly increasing.
+    // Push then read back: same bytes (or lines), positions strictly increasing.
     let log = name("round-trip");
+    let pushed_at = now_ns();
     let body = b"line one\nline two\n\nline four without end".to_vec();
     let written = push(
         &*backend,
@@ -58,10 +99,15 @@ pub async fn run_suite(backend: Arc<dyn LogBackend>) {
     .await
     .unwrap();
     assert_eq!(written, body.len() as u64);
+    let expected = if can.exact_bytes {
+        body.clone()
+    } else {
+        as_lines(&body)
+    };
     let all = records(&*backend, LogQuery::new(log.clone()))
         .await
         .unwrap();
-    assert_eq!(text(&all), body);
+    assert_eq!(text(&all), expected);
     assert_eq!(all.len(), 4);
     assert!(
         all.windows(2).all(|w| w[0].position < w[1].position),
@@ -79,19 +125,29 @@ pub async fn run_suite(backend: Arc<dyn LogBackend>) {
         assert_eq!(rest, all[i + 1..].to_vec(), "resume after record {i}");
     }
 
-    // Following a complete log yields its history, then ends.
-    let followed = records(&*backend, LogQuery::new(log.clone()).follow(true))
+    // Following a completed run yields its history, then ends.
+    let completed = Run {
+        start_ns: Some(pushed_at - 3_600_000_000_000),
+        completion_ns: Some(now_ns()),
+        ..Run::from_name(log.clone())
+    };
+    let followed = records(&*backend, LogQuery::for_run(completed).follow(true))
         .await
         .unwrap();
     assert_eq!(followed, all);
 
-    // Not found, before any byte.
+    // A log nobody stored: not found before any byte, or empty.
     let mut missing = backend.read(LogQuery::new(name("missing")));
-    let first = missing.next().await.expect("an error item");
-    assert!(
-        matches!(first, Err(backend::Error::NotFound { .. })),
-        "{first:?}"
-    );
+    let first = missing.next().await;
+    if can.not_found {
+        let first = first.expect("an error item");
+        assert!(
+            matches!(first, Err(backend::Error::NotFound { .. })),
+            "{first:?}"
+        );
+    } else {
+        assert!(first.is_none(), "{first:?}");
+    }
 
     // A foreign position is refused rather than silently misread.
     let foreign = Position {
@@ -106,37 +162,43 @@ pub async fn run_suite(backend: Arc<dyn LogBackend>) {
         "{err:?}"
     );
 
-    // A failed upload leaves the previous log whole.
-    let broken = futures::stream::iter(vec![
-        Ok(Bytes::from_static(b"partial")),
-        Err(backend::Error::UploadAborted {
-            name: log.to_string(),
-            message: "test".into(),
-        }),
-    ])
-    .boxed();
-    assert!(backend.write(&log, broken).await.is_err());
-    assert_eq!(
-        text(
-            &records(&*backend, LogQuery::new(log.clone()))
-                .await
-                .unwrap()
-        ),
-        body
-    );
+    if can.replace {
+        // A failed upload leaves the previous log whole.
+        let broken = futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"partial")),
+            Err(backend::Error::UploadAborted {
+                name: log.to_string(),
+                message: "test".into(),
+            }),
+        ])
+        .boxed();
+        assert!(backend.write(&log, broken).await.is_err());
+        assert_eq!(
+            text(
+                &records(&*backend, LogQuery::new(log.clone()))
+                    .await
+                    .unwrap()
+            ),
+            body
+        );
+    }
 
-    // Delete.
-    backend.delete(&log).await.unwrap();
-    let err = records(&*backend, LogQuery::new(log.clone()))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, backend::Error::NotFound { .. }), "{err:?}");
+    if can.delete {
+        backend.delete(&log).await.unwrap();
+        let err = records(&*backend, LogQuery::new(log.clone()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, backend::Error::NotFound { .. }), "{err:?}");
+    } else {
+        let err = backend.delete(&log).await.unwrap_err();
+        assert!(matches!(err, backend::Error::Unsupported { .. }), "{err:?}");
+    }
 }
 
 #[tokio::test]
 async fn local_store_passes_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    run_suite(Arc::new(LocalStore::new(dir.path()))).await;
+    run_suite(Arc::new(LocalStore::new(dir.path())), EVERYTHING).await;
 }
 
 fn log_text() -> impl Strategy<Value = Vec<u8>> {

@@ -2,6 +2,8 @@
 //! behaviour through the real `tekton-results-logs` binary or the library's
 //! public API.
 
+/// Fake provider servers.
+mod fakes;
 /// Starting the real server on an ephemeral loopback port; clients.
 mod support;
 
@@ -16,6 +18,8 @@ mod cli;
 mod get_log_compat;
 /// A 100 MB log through gRPC and REST in bounded chunks.
 mod large_log;
+/// The Loki connector against the fake Loki, and the server on top of it.
+mod loki;
 /// gRPC reflection, health, /healthz.
 mod reflection_health;
 /// Uploads: concurrency, broken streams, mismatched names, delete.

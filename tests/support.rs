@@ -25,12 +25,17 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
-        Self::start_with(HashMap::new()).await
+        Self::start_with(HashMap::<String, String>::new()).await
     }
 
     /// Starts the server with only `env` (plus the data directory and port 0)
     /// in its environment.
-    pub async fn start_with(env: HashMap<&str, String>) -> Self {
+    pub async fn start_with<I, K, V>(env: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
         let data_dir = tempfile::tempdir().unwrap();
         let mut command = Command::new(BIN);
         command

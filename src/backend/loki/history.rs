@@ -19,9 +19,10 @@ use super::wire::QueryResponse;
 use crate::backend::{Error, Result};
 use crate::record::{LogRecord, OutputStream, Page, Position};
 
-/// The longest window one query covers: under Loki's default
-/// `max_query_length` of 30d1h.
-pub const MAX_WINDOW_NS: i64 = 30 * 24 * 3600 * 1_000_000_000;
+/// The longest window one query covers: 30 days and 30 minutes, under Loki's
+/// default `max_query_length` of 30d1h (and over the default look-back of 30
+/// days, which then takes one query, not two).
+pub const MAX_WINDOW_NS: i64 = (30 * 24 * 3600 + 1800) * 1_000_000_000;
 
 /// Loki's default `max_entries_limit_per_query`: the page size tried when one
 /// timestamp holds more entries than `LOGGING_PLUGIN_QUERY_LIMIT`.
@@ -177,12 +178,12 @@ mod tests {
 
     #[test]
     fn windows_cover_the_range_without_overlap() {
-        let day = 24 * 3600 * 1_000_000_000i64;
-        let w: Vec<_> = windows(0, 65 * day).collect();
-        assert_eq!(
-            w,
-            vec![(0, 30 * day), (30 * day, 60 * day), (60 * day, 65 * day)]
-        );
+        let m = MAX_WINDOW_NS;
+        let w: Vec<_> = windows(0, 2 * m + 5).collect();
+        assert_eq!(w, vec![(0, m), (m, 2 * m), (2 * m, 2 * m + 5)]);
+        // The default look-back (30 days) up to now is one query.
+        let thirty_days = 30 * 24 * 3600 * 1_000_000_000i64;
+        assert_eq!(windows(0, thirty_days + 1).count(), 1);
         assert_eq!(windows(5, 5).count(), 0);
         assert_eq!(windows(9, 5).count(), 0);
         assert_eq!(
