@@ -439,6 +439,78 @@ async fn following_a_running_run_delivers_new_lines_in_order_then_ends() {
 }
 
 #[tokio::test]
+async fn following_survives_tail_closes_and_a_stalled_tail_without_gap_or_duplicate() {
+    let loki = Arc::new(FakeLoki::start(FakeLokiConfig::default()));
+    // Loki ends every tail after 1 s and stops reading it: the follower must
+    // reconnect and must not depend on what the tail delivers.
+    loki.set_tail_max_duration(Duration::from_secs(1));
+    loki.stall_tails_after(1);
+    let start = now_ns() - 10 * SECOND;
+    let backend = backend(&loki, &[("LOGGING_PLUGIN_FORWARDER_DELAY_DURATION", "0")]);
+    let run = Run {
+        start_ns: Some(start),
+        completion_ns: Some(now_ns() + 6 * SECOND),
+        ..Run::from_name(log_name())
+    };
+    let writer = {
+        let loki = loki.clone();
+        tokio::spawn(async move {
+            for i in 0..10 {
+                let step = if i % 2 == 0 { "step-a" } else { "step-b" };
+                seed(&loki, &[(now_ns(), step, format!("live {i}"))]);
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+        })
+    };
+    let mut got = Vec::new();
+    let mut stream = backend.read(LogQuery::for_run(run).follow(true));
+    let ended = tokio::time::timeout(Duration::from_secs(40), async {
+        while let Some(page) = stream.next().await {
+            got.extend(page.unwrap().records);
+        }
+    })
+    .await;
+    writer.await.unwrap();
+    assert!(ended.is_ok(), "following did not end");
+    let messages: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.message.to_vec()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..10)
+        .map(|i| {
+            rendered(
+                if i % 2 == 0 { "step-a" } else { "step-b" },
+                &format!("live {i}"),
+            )
+        })
+        .collect();
+    assert_eq!(messages, expected);
+    assert!(
+        loki.requests_to("/loki/api/v1/tail").len() >= 2,
+        "the follower reconnected its tail"
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_push_is_retried() {
+    let loki = FakeLoki::start(FakeLokiConfig::default());
+    let backend = backend(&loki, &[("LOGGING_PLUGIN_CONTAINER_KEY", "")]);
+    loki.fail_next_on(
+        "/loki/api/v1/push",
+        2,
+        429,
+        "Ingestion rate limit exceeded",
+        None,
+    );
+    backend_conformance::push(&*backend, &log_name(), vec![b"one\ntwo\n".to_vec()])
+        .await
+        .unwrap();
+    assert_eq!(loki.requests_to("/loki/api/v1/push").len(), 3);
+    let got = records(&*backend, LogQuery::new(log_name())).await.unwrap();
+    assert_eq!(text(&got), b"one\ntwo\n");
+}
+
+#[tokio::test]
 async fn the_server_serves_a_loki_log_over_grpc_and_rest() {
     let loki = FakeLoki::start(FakeLokiConfig::default());
     let lines = sample(5_000, now_ns() - 3600 * SECOND);

@@ -103,10 +103,12 @@ impl LokiClient {
         let query_params = settings
             .query_params
             .iter()
-            .filter(|(k, _)| {
+            .filter(|(k, v)| {
                 let reserved = RESERVED_PARAMS.contains(&k.as_str());
-                if reserved {
-                    tracing::warn!(param = %k, "LOGGING_PLUGIN_QUERY_PARAMS sets a parameter the connector sets itself; ignored");
+                // Upstream's default, `direction=forward`, is what paging uses anyway.
+                let harmless = k == "direction" && v.eq_ignore_ascii_case("forward");
+                if reserved && !harmless {
+                    tracing::warn!(param = %k, value = %v, "LOGGING_PLUGIN_QUERY_PARAMS sets a parameter the connector sets itself; ignored");
                 }
                 !reserved
             })
