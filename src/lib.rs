@@ -10,3 +10,4 @@ pub mod proto;
 pub mod record;
 pub mod run;
 pub mod telemetry;
+pub mod timestamp;

@@ -147,7 +147,15 @@ async fn check(args: ConfigArgs) -> Result<(), String> {
         .check()
         .await
         .map_err(|e| format!("the {} store is not usable: {e}", backend.provider()))?;
-    print_out(&format!("ok: the {} store is usable\n", backend.provider()))
+    print_out(&format!("ok: the {} store is usable\n", backend.provider()))?;
+    if config.db.is_some() {
+        build_resolver(&config)?
+            .check()
+            .await
+            .map_err(|e| format!("the run database is not usable: {e}"))?;
+        print_out("ok: the run database is usable\n")?;
+    }
+    Ok(())
 }
 
 async fn serve(args: ConfigArgs) -> Result<(), String> {
@@ -178,7 +186,11 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
         chunk_size: config.logs.buffer_size,
         upload_idle_timeout: config.logs.upload_idle_timeout,
     };
-    let resolver = std::sync::Arc::new(run::NameResolver);
+    let resolver = build_resolver(&config)?;
+    if let Err(error) = resolver.check().await {
+        // Requests get 503 until the database answers; the service starts.
+        tracing::warn!(%error, "the run database is not usable yet");
+    }
     let router = api::router(backend, resolver, settings).await;
     api::serve(
         listener,
@@ -188,6 +200,13 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("serving: {e}"))
+}
+
+fn build_resolver(config: &Config) -> Result<std::sync::Arc<dyn run::RunResolver>, String> {
+    Ok(match &config.db {
+        Some(db) => std::sync::Arc::new(run::DbResolver::new(db).map_err(|e| e.to_string())?),
+        None => std::sync::Arc::new(run::NameResolver),
+    })
 }
 
 async fn shutdown_signal() {

@@ -119,6 +119,35 @@ pub const LOGS_UPLOAD_IDLE_TIMEOUT: &str = "LOGS_UPLOAD_IDLE_TIMEOUT";
 /// `tekton_results_logs=debug,warn`. Default `info`.
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
 
+/// Host of the Tekton Results PostgreSQL database. When set, log names are
+/// resolved to runs through it; unset: from the name alone. Default unset.
+pub const DB_HOST: &str = "DB_HOST";
+
+/// Port of the database. Default `5432`.
+pub const DB_PORT: &str = "DB_PORT";
+
+/// Name of the database. Default `tekton-results`.
+pub const DB_NAME: &str = "DB_NAME";
+
+/// Database user; required with `DB_HOST`. Default unset.
+pub const DB_USER: &str = "DB_USER";
+
+/// Database password; may be empty (trust authentication). Default empty.
+pub const DB_PASSWORD: &str = "DB_PASSWORD";
+
+/// `disable`, `allow` or `prefer` (TLS to the database is not supported
+/// yet, so `require`, `verify-ca` and `verify-full` are refused). Default
+/// `disable`.
+pub const DB_SSLMODE: &str = "DB_SSLMODE";
+
+/// Largest number of open database connections (the pool size). Default `10`.
+pub const DB_MAX_OPEN_CONNECTIONS: &str = "DB_MAX_OPEN_CONNECTIONS";
+
+/// Upstream's schema migration switch; read and validated, never acted on:
+/// this service only reads the database the Results API server owns.
+/// Default `true`.
+pub const DB_ENABLE_AUTO_MIGRATION: &str = "DB_ENABLE_AUTO_MIGRATION";
+
 /// Every key above, in the order they are validated.
 pub const ALL: &[&str] = &[
     SERVER_HOST,
@@ -150,6 +179,14 @@ pub const ALL: &[&str] = &[
     LOGGING_PLUGIN_PIPELINERUN_UID_KEY,
     LOGGING_PLUGIN_TIMEOUT,
     LOGGING_PLUGIN_LOOKBACK_DURATION,
+    DB_HOST,
+    DB_PORT,
+    DB_NAME,
+    DB_USER,
+    DB_PASSWORD,
+    DB_SSLMODE,
+    DB_MAX_OPEN_CONNECTIONS,
+    DB_ENABLE_AUTO_MIGRATION,
 ];
 
 /// How the default of [`LOGS_PATH`] is chosen, for docs and `--help`.

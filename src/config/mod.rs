@@ -69,6 +69,27 @@ pub struct Config {
     pub logs: LogsConfig,
     /// Settings of the remote logging backends (Loki, Blob, Splunk).
     pub plugin: PluginConfig,
+    /// The Results database, when `DB_HOST` is set.
+    pub db: Option<DbConfig>,
+}
+
+/// How to reach the Tekton Results PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbConfig {
+    /// `DB_HOST`.
+    pub host: String,
+    /// `DB_PORT`.
+    pub port: u16,
+    /// `DB_NAME`.
+    pub name: String,
+    /// `DB_USER`.
+    pub user: String,
+    /// `DB_PASSWORD` (may be empty).
+    pub password: String,
+    /// `DB_SSLMODE`: `disable`, `allow` or `prefer`.
+    pub sslmode: String,
+    /// `DB_MAX_OPEN_CONNECTIONS`: the pool size.
+    pub max_connections: usize,
 }
 
 /// Listening address of the server.
@@ -180,6 +201,57 @@ pub struct PluginConfig {
     /// How far back to search when a run's start is unknown
     /// (`LOGGING_PLUGIN_LOOKBACK_DURATION`).
     pub lookback: Duration,
+}
+
+/// The database section: `None` unless `DB_HOST` is set; every `DB_*` key is
+/// validated either way.
+fn db_config(raw: &RawConfig) -> Result<Option<DbConfig>> {
+    let host = field(raw, keys::DB_HOST, "", parse_optional)?;
+    let port = field(raw, keys::DB_PORT, "5432", parse_port)?;
+    let name = field(raw, keys::DB_NAME, "tekton-results", |v| {
+        if v.is_empty() {
+            Err("must not be empty".to_owned())
+        } else {
+            Ok(v.to_owned())
+        }
+    })?;
+    let user = raw.get(keys::DB_USER).unwrap_or("").to_owned();
+    let password = raw.get(keys::DB_PASSWORD).unwrap_or("").to_owned();
+    let sslmode = field(raw, keys::DB_SSLMODE, "disable", |v| match v {
+        "disable" | "allow" | "prefer" => Ok(v.to_owned()),
+        "require" | "verify-ca" | "verify-full" => {
+            Err("TLS to the database is not supported yet; use disable, allow or prefer".to_owned())
+        }
+        _ => Err("expected disable, allow, prefer, require, verify-ca or verify-full".to_owned()),
+    })?;
+    let max_connections = field(raw, keys::DB_MAX_OPEN_CONNECTIONS, "10", |v| {
+        match values::parse_int(v) {
+            // Upstream: 0 means the driver's default.
+            Some(0) => Ok(10),
+            Some(n @ 1..=1000) => Ok(n as usize),
+            _ => Err("not an integer from 0 to 1000".to_owned()),
+        }
+    })?;
+    field(raw, keys::DB_ENABLE_AUTO_MIGRATION, "true", parse_bool)?;
+    let Some(host) = host else {
+        return Ok(None);
+    };
+    if user.is_empty() {
+        return Err(Error::Invalid {
+            key: keys::DB_USER,
+            value: user,
+            reason: "required when DB_HOST is set".to_owned(),
+        });
+    }
+    Ok(Some(DbConfig {
+        host,
+        port,
+        name,
+        user,
+        password,
+        sslmode,
+        max_connections,
+    }))
 }
 
 /// Directory name of the default data directory.
@@ -311,10 +383,12 @@ impl Config {
                 parse_minutes,
             )?,
         };
+        let db = db_config(raw)?;
         Ok(Config {
             server,
             logs,
             plugin,
+            db,
         })
     }
 
@@ -323,32 +397,49 @@ impl Config {
     /// password in the API URL is masked.
     pub fn describe(&self) -> String {
         let p = &self.plugin;
-        let mut rows: Vec<(&str, String)> = vec![
-            ("provider", self.logs.provider.to_string()),
-            (
-                "listen address",
-                SocketAddr::new(self.server.host, self.server.port).to_string(),
-            ),
-            ("log level", self.server.log_level.clone()),
-            (
-                "shutdown timeout",
-                format!("{} s", self.server.shutdown_timeout.as_secs()),
-            ),
-            (
-                "logs API",
-                format!(
-                    "LOGS_API={} (ignored: the Logs APIs are always served)",
-                    self.logs.api
+        let mut rows: Vec<(&str, String)> =
+            vec![
+                ("provider", self.logs.provider.to_string()),
+                (
+                    "listen address",
+                    SocketAddr::new(self.server.host, self.server.port).to_string(),
                 ),
-            ),
-            ("data dir", self.logs.path.display().to_string()),
-            ("buffer size", format!("{} bytes", self.logs.buffer_size)),
-            ("timestamps", enabled(self.logs.timestamps).to_owned()),
-            (
-                "upload idle timeout",
-                format!("{} s", self.logs.upload_idle_timeout.as_secs()),
-            ),
-        ];
+                ("log level", self.server.log_level.clone()),
+                (
+                    "shutdown timeout",
+                    format!("{} s", self.server.shutdown_timeout.as_secs()),
+                ),
+                (
+                    "logs API",
+                    format!(
+                        "LOGS_API={} (ignored: the Logs APIs are always served)",
+                        self.logs.api
+                    ),
+                ),
+                ("data dir", self.logs.path.display().to_string()),
+                ("buffer size", format!("{} bytes", self.logs.buffer_size)),
+                ("timestamps", enabled(self.logs.timestamps).to_owned()),
+                (
+                    "upload idle timeout",
+                    format!("{} s", self.logs.upload_idle_timeout.as_secs()),
+                ),
+                (
+                    "run database",
+                    match &self.db {
+                        None => "none: runs are resolved from log names (DB_HOST unset)".to_owned(),
+                        Some(db) => format!(
+                        "postgres://{}@{}:{}/{} (sslmode {}, password {}, up to {} connections)",
+                        db.user,
+                        db.host,
+                        db.port,
+                        db.name,
+                        db.sslmode,
+                        if db.password.is_empty() { "empty" } else { "set" },
+                        db.max_connections
+                    ),
+                    },
+                ),
+            ];
         let ca_cert = match &p.ca_cert {
             Some(pem) => {
                 let count = count_certificates(pem).unwrap_or(0);

@@ -504,3 +504,32 @@ fn timeouts_are_whole_positive_seconds() {
         "SERVER_SHUTDOWN_TIMEOUT=\"1m\": not a whole number of seconds"
     );
 }
+
+#[test]
+fn the_database_is_configured_by_db_host() {
+    assert_eq!(config(&[]).db, None);
+    let c = config(&[
+        (keys::DB_HOST, "127.0.0.1"),
+        (keys::DB_PORT, "15432"),
+        (keys::DB_USER, "results"),
+        (keys::DB_PASSWORD, "secret"),
+    ]);
+    let db = c.db.unwrap();
+    assert_eq!(
+        (
+            db.host.as_str(),
+            db.port,
+            db.name.as_str(),
+            db.user.as_str(),
+            db.max_connections
+        ),
+        ("127.0.0.1", 15432, "tekton-results", "results", 10)
+    );
+    assert_eq!(
+        error(&[(keys::DB_HOST, "db")]),
+        "DB_USER=\"\": required when DB_HOST is set"
+    );
+    assert!(error(&[(keys::DB_SSLMODE, "verify-full")]).contains("not supported yet"));
+    assert!(error(&[(keys::DB_PORT, "x")]).starts_with("DB_PORT=\"x\""));
+    assert!(error(&[(keys::DB_MAX_OPEN_CONNECTIONS, "-1")]).contains("0 to 1000"));
+}

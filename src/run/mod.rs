@@ -2,9 +2,12 @@
 //! to know about the run behind it (kind, UID, start and completion times)
 //! to query a provider. A `RunResolver` turns one into the other.
 
+pub mod db;
 mod name;
 mod resolve;
+pub mod tekton;
 
+pub use db::DbResolver;
 pub use name::{LogName, NameError};
 pub use resolve::{NameResolver, ResolveError, RunResolver};
 

@@ -38,6 +38,11 @@ pub enum ResolveError {
 pub trait RunResolver: Debug + Send + Sync + 'static {
     /// The run `name` belongs to.
     async fn resolve(&self, name: &LogName) -> Result<Run, ResolveError>;
+
+    /// Checks that the resolver's source (a database) can be used.
+    async fn check(&self) -> Result<(), ResolveError> {
+        Ok(())
+    }
 }
 
 /// Resolution without a database: the log part of the name is the TaskRun's

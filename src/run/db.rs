@@ -1,0 +1,220 @@
+//! Run resolution from the Tekton Results PostgreSQL database (schema:
+//! `migrations/0001_results_records.sql`, upstream's): the record the log
+//! name points at (`parent`, `result_name`, `name`), read through a bounded
+//! connection pool, retried with backoff while the database is unreachable,
+//! and cached briefly so a follower does not query per line.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use super::tekton::{self, RecordTarget};
+use super::{LogName, ResolveError, Run, RunResolver};
+use crate::backend::retry::RetryPolicy;
+use crate::config::DbConfig;
+
+/// How long a completed run stays cached: its record no longer changes.
+const COMPLETED_TTL: Duration = Duration::from_secs(300);
+
+/// How long a running run stays cached: its completion must be seen soon.
+const RUNNING_TTL: Duration = Duration::from_secs(2);
+
+/// The most runs cached at once.
+const CACHE_ENTRIES: usize = 10_000;
+
+/// How long a request waits for a pooled connection, and for a new one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+const RECORD_BY_NAME: &str = "SELECT type, data FROM records \
+     WHERE parent = $1 AND result_name = $2 AND name = $3 \
+     ORDER BY updated_time DESC LIMIT 1";
+
+/// Resolves log names through the Results database.
+#[derive(Debug)]
+pub struct DbResolver {
+    pool: Pool,
+    retry: RetryPolicy,
+    cache: Mutex<HashMap<LogName, (Instant, Run)>>,
+}
+
+impl DbResolver {
+    /// A resolver for `config`; connections are made on first use.
+    pub fn new(config: &DbConfig) -> Result<Self, ResolveError> {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(&config.host)
+            .port(config.port)
+            .dbname(&config.name)
+            .user(&config.user)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .application_name("tekton-results-logs")
+            .ssl_mode(match config.sslmode.as_str() {
+                "prefer" => tokio_postgres::config::SslMode::Prefer,
+                _ => tokio_postgres::config::SslMode::Disable,
+            });
+        if !config.password.is_empty() {
+            pg.password(&config.password);
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.max_connections)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| ResolveError::Unavailable {
+                message: format!("creating the connection pool: {e}"),
+            })?;
+        Ok(Self {
+            pool,
+            retry: RetryPolicy::default(),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn cached(&self, name: &LogName) -> Option<Run> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, run) = cache.get(name)?;
+        let ttl = if run.completion_ns.is_some() {
+            COMPLETED_TTL
+        } else {
+            RUNNING_TTL
+        };
+        (at.elapsed() < ttl).then(|| run.clone())
+    }
+
+    fn remember(&self, run: &Run) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_ENTRIES {
+            cache.retain(|_, (at, run)| {
+                let ttl = if run.completion_ns.is_some() {
+                    COMPLETED_TTL
+                } else {
+                    RUNNING_TTL
+                };
+                at.elapsed() < ttl
+            });
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(run.log.clone(), (Instant::now(), run.clone()));
+    }
+
+    /// The type and data of the record `parent/result/name`, retrying while
+    /// the database cannot be reached.
+    async fn record(
+        &self,
+        parent: &str,
+        result: &str,
+        name: &str,
+    ) -> Result<Option<(String, serde_json::Value)>, ResolveError> {
+        let mut attempt = 1;
+        loop {
+            let outcome = async {
+                let client = self.pool.get().await.map_err(|e| e.to_string())?;
+                client
+                    .query_opt(RECORD_BY_NAME, &[&parent, &result, &name])
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            match outcome {
+                Ok(row) => {
+                    return row
+                        .map(|row| {
+                            let record_type: String = row.try_get(0).map_err(column_error)?;
+                            let data: serde_json::Value = row.try_get(1).map_err(column_error)?;
+                            Ok((record_type, data))
+                        })
+                        .transpose()
+                }
+                Err(error) if attempt < self.retry.attempts => {
+                    let wait = self.retry.delay(attempt, None);
+                    tracing::warn!(attempt, %error, wait_ms = wait.as_millis() as u64, "run database query failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(error) => {
+                    return Err(ResolveError::Unavailable {
+                        message: format!("{attempt} attempts failed; last: {error}"),
+                    })
+                }
+            }
+        }
+    }
+}
+
+fn column_error(error: tokio_postgres::Error) -> ResolveError {
+    ResolveError::Unavailable {
+        message: format!("the records table has an unexpected shape: {error}"),
+    }
+}
+
+#[async_trait]
+impl RunResolver for DbResolver {
+    async fn resolve(&self, name: &LogName) -> Result<Run, ResolveError> {
+        if let Some(run) = self.cached(name) {
+            return Ok(run);
+        }
+        let not_found = || ResolveError::NotFound {
+            name: name.to_string(),
+        };
+        let (record_type, data) = self
+            .record(name.parent(), name.result(), name.log())
+            .await?
+            .ok_or_else(not_found)?;
+        let run = match tekton::target(name, &record_type, &data)? {
+            RecordTarget::Run(run) => run,
+            RecordTarget::LogOf(uid) => {
+                // A Log record: its run's record in the same result.
+                let (record_type, data) = self
+                    .record(name.parent(), name.result(), &uid)
+                    .await?
+                    .ok_or_else(|| ResolveError::InvalidRecord {
+                        name: name.to_string(),
+                        reason: format!(
+                            "the Log record points at run record {uid:?}, which does not exist"
+                        ),
+                    })?;
+                match tekton::target(name, &record_type, &data)? {
+                    RecordTarget::Run(run) => run,
+                    RecordTarget::LogOf(_) => {
+                        return Err(ResolveError::InvalidRecord {
+                            name: name.to_string(),
+                            reason: "the Log record points at another Log record".to_owned(),
+                        })
+                    }
+                }
+            }
+        };
+        self.remember(&run);
+        Ok(run)
+    }
+
+    async fn check(&self) -> Result<(), ResolveError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| ResolveError::Unavailable {
+                message: e.to_string(),
+            })?;
+        client
+            .query_opt("SELECT 1 FROM records LIMIT 1", &[])
+            .await
+            .map_err(|e| ResolveError::Unavailable {
+                message: format!("reading the records table: {e}"),
+            })?;
+        Ok(())
+    }
+}
