@@ -6,6 +6,8 @@
 mod fakes;
 /// Starting the real server on an ephemeral loopback port; clients.
 mod support;
+/// A fresh Results database per test (needs `TEST_DATABASE_URL`).
+mod support_db;
 
 /// The `LogBackend` contract suite, run against the local store (and, later,
 /// every provider's fake).
@@ -22,6 +24,8 @@ mod large_log;
 mod loki;
 /// gRPC reflection, health, /healthz.
 mod reflection_health;
+/// Run resolution from the Results database.
+mod run_db;
 /// Uploads: concurrency, broken streams, mismatched names, delete.
 mod update_log;
 /// The proto layout against upstream's wire bytes.
