@@ -53,7 +53,8 @@ pub fn parse_rfc3339_ns(text: &str) -> Option<i64> {
                 _ => return None,
             };
             let tz = rest.get(1..)?;
-            if tz.len() != 5 || tz.as_bytes()[2] != b':' {
+            let digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
+            if tz.len() != 5 || tz.as_bytes()[2] != b':' || !digits(&tz[..2]) || !digits(&tz[3..]) {
                 return None;
             }
             let (h, m): (i64, i64) = (tz[..2].parse().ok()?, tz[3..].parse().ok()?);
@@ -89,7 +90,11 @@ pub fn parse_http_date(value: &str) -> Option<SystemTime> {
         "Dec" => 12,
         _ => return None,
     };
-    let year: i64 = parts.next()?.parse().ok()?;
+    let year = parts.next()?;
+    if year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let year: i64 = year.parse().ok()?;
     let mut clock = parts.next()?.split(':').map(|p| p.parse::<i64>().ok());
     let (h, m, s) = (clock.next()??, clock.next()??, clock.next()??);
     if parts.next()? != "GMT"
@@ -168,6 +173,7 @@ mod tests {
             "2026-11-25T10:10:00.Z",
             "2026-11-25T10:10:00.1234567890Z",
             "2026-11-25T10:10:00+1:00",
+            "2026-11-25T10:10:00+-1:00",
             "2026-11-25T10:10:00Zjunk",
             "+026-11-25T10:10:00Z",
         ] {
@@ -191,6 +197,7 @@ mod tests {
             "Sun, 06 Nov 1994 25:49:37 GMT",
             "Sun, 31 Nov 1994 08:49:37 GMT",
             "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 99999999999999999 08:49:37 GMT",
         ] {
             assert_eq!(parse_http_date(bad), None, "{bad:?}");
         }

@@ -410,10 +410,10 @@ async fn following_a_running_run_delivers_new_lines_in_order_then_ends() {
     let start = now_ns() - 60 * SECOND;
     seed(&loki, &[(start + SECOND, "step-a", "before".to_owned())]);
     let backend = backend(&loki, &[("LOGGING_PLUGIN_FORWARDER_DELAY_DURATION", "0")]);
-    // The run completes 3 s from now; following ends once that has passed.
+    // The run completes 8 s from now; following ends once that has passed.
     let run = Run {
         start_ns: Some(start),
-        completion_ns: Some(now_ns() + 3 * SECOND),
+        completion_ns: Some(now_ns() + 8 * SECOND),
         ..Run::from_name(log_name())
     };
     let mut stream = backend.read(LogQuery::for_run(run).follow(true));
@@ -449,7 +449,7 @@ async fn following_survives_tail_closes_and_a_stalled_tail_without_gap_or_duplic
     let backend = backend(&loki, &[("LOGGING_PLUGIN_FORWARDER_DELAY_DURATION", "0")]);
     let run = Run {
         start_ns: Some(start),
-        completion_ns: Some(now_ns() + 6 * SECOND),
+        completion_ns: Some(now_ns() + 12 * SECOND),
         ..Run::from_name(log_name())
     };
     let writer = {

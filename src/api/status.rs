@@ -88,7 +88,14 @@ impl From<ResolveError> for ApiError {
         let code = match &err {
             ResolveError::NotFound { .. } => ErrorCode::NotFound,
             ResolveError::InvalidRecord { .. } => ErrorCode::InvalidArgument,
-            ResolveError::Unavailable { .. } => ErrorCode::Unavailable,
+            ResolveError::Unavailable { .. } => {
+                // Database errors name users and hosts: keep them in the log.
+                tracing::error!(error = %err, "run database unavailable");
+                return Self::new(
+                    ErrorCode::Unavailable,
+                    "the run database is unavailable; try again later (the cause is in the service log)",
+                );
+            }
         };
         Self::new(code, err.to_string())
     }

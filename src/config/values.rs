@@ -293,9 +293,22 @@ pub(super) fn parse_json_map(v: &str) -> Result<Vec<(String, String)>, String> {
         return Ok(Vec::new());
     }
     let mut parser = JsonMapParser { text: v, pos: 0 };
-    parser
-        .object()
-        .map_err(|(pos, what)| format!("not a flat JSON object of strings: {what} at byte {pos}"))
+    let map = parser.object().map_err(|(pos, what)| {
+        format!("not a flat JSON object of strings: {what} at byte {pos}")
+    })?;
+    // Keys become LogQL label names; `uid` is the run filter and must keep
+    // its configured path, or the filter could match other runs' lines.
+    for (key, _path) in &map {
+        if !is_identifier(key) {
+            return Err(format!(
+                "key {key:?} is not a label name ([A-Za-z_][A-Za-z0-9_]*)"
+            ));
+        }
+        if key == "uid" {
+            return Err("key \"uid\" is reserved for the run filter; set LOGGING_PLUGIN_TASKRUN_UID_KEY instead".to_owned());
+        }
+    }
+    Ok(map)
 }
 
 /// A byte offset into the JSON text and what was wrong there.

@@ -29,6 +29,9 @@ const CACHE_ENTRIES: usize = 10_000;
 /// How long a request waits for a pooled connection, and for a new one.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one lookup may take, connection included.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
+
 const RECORD_BY_NAME: &str = "SELECT type, data FROM records \
      WHERE parent = $1 AND result_name = $2 AND name = $3 \
      ORDER BY updated_time DESC LIMIT 1";
@@ -120,14 +123,17 @@ impl DbResolver {
     ) -> Result<Option<(String, serde_json::Value)>, ResolveError> {
         let mut attempt = 1;
         loop {
-            let outcome = async {
+            let query = async {
                 let client = self.pool.get().await.map_err(|e| e.to_string())?;
                 client
                     .query_opt(RECORD_BY_NAME, &[&parent, &result, &name])
                     .await
                     .map_err(|e| e.to_string())
-            }
-            .await;
+            };
+            // A half-open connection must not hang a request.
+            let outcome = tokio::time::timeout(QUERY_TIMEOUT, query)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {} s", QUERY_TIMEOUT.as_secs())));
             match outcome {
                 Ok(row) => {
                     return row
@@ -173,7 +179,7 @@ impl RunResolver for DbResolver {
             .record(name.parent(), name.result(), name.log())
             .await?
             .ok_or_else(not_found)?;
-        let run = match tekton::target(name, &record_type, &data)? {
+        let run = match tekton::target(name, name.log(), &record_type, &data)? {
             RecordTarget::Run(run) => run,
             RecordTarget::LogOf(uid) => {
                 // A Log record: its run's record in the same result.
@@ -186,7 +192,7 @@ impl RunResolver for DbResolver {
                             "the Log record points at run record {uid:?}, which does not exist"
                         ),
                     })?;
-                match tekton::target(name, &record_type, &data)? {
+                match tekton::target(name, &uid, &record_type, &data)? {
                     RecordTarget::Run(run) => run,
                     RecordTarget::LogOf(_) => {
                         return Err(ResolveError::InvalidRecord {

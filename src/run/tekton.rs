@@ -18,9 +18,11 @@ pub enum RecordTarget {
     LogOf(String),
 }
 
-/// Reads the record `record_type`/`data` that `log` names.
+/// Reads the record `record_type`/`data` that `log` names; `record_name` is
+/// the record's own name (the run UID when `metadata.uid` is missing).
 pub fn target(
     log: &LogName,
+    record_name: &str,
     record_type: &str,
     data: &Value,
 ) -> Result<RecordTarget, ResolveError> {
@@ -50,7 +52,7 @@ pub fn target(
     }
     let uid = match data.pointer("/metadata/uid") {
         Some(Value::String(uid)) if !uid.is_empty() => uid.clone(),
-        None | Some(Value::Null) => log.log().to_owned(),
+        None | Some(Value::Null) => record_name.to_owned(),
         Some(other) => return Err(invalid(format!("metadata.uid {other} is not a string"))),
     };
     let time = |field: &str| -> Result<Option<i64>, ResolveError> {
@@ -108,7 +110,9 @@ mod tests {
         let data = taskrun(
             json!({"startTime": "2026-11-25T10:04:38Z", "completionTime": "2026-11-25T10:34:33Z"}),
         );
-        let RecordTarget::Run(run) = target(&log(), "tekton.dev/v1.TaskRun", &data).unwrap() else {
+        let RecordTarget::Run(run) =
+            target(&log(), "00267d8d", "tekton.dev/v1.TaskRun", &data).unwrap()
+        else {
             panic!("not a run")
         };
         assert_eq!(run.kind, RunKind::TaskRun);
@@ -116,9 +120,13 @@ mod tests {
         assert_eq!(run.start_ns, Some(1_795_601_078_000_000_000));
         assert_eq!(run.completion_ns, Some(1_795_602_873_000_000_000));
         let running = taskrun(json!({"startTime": "2026-11-25T10:04:38Z"}));
-        let RecordTarget::Run(run) =
-            target(&log(), "tekton.dev/v1beta1.PipelineRun", &running).unwrap()
-        else {
+        let RecordTarget::Run(run) = target(
+            &log(),
+            "00267d8d",
+            "tekton.dev/v1beta1.PipelineRun",
+            &running,
+        )
+        .unwrap() else {
             panic!("not a run")
         };
         assert_eq!((run.kind, run.completion_ns), (RunKind::PipelineRun, None));
@@ -128,14 +136,14 @@ mod tests {
     fn a_log_record_points_at_its_run() {
         let data = json!({"spec": {"resource": {"kind": "TaskRun", "uid": "00267d8d"}}});
         assert_eq!(
-            target(&log(), "results.tekton.dev/v1alpha3.Log", &data).unwrap(),
+            target(&log(), "00267d8d", "results.tekton.dev/v1alpha3.Log", &data).unwrap(),
             RecordTarget::LogOf("00267d8d".into())
         );
     }
 
     #[test]
     fn bad_records_name_the_record_and_the_problem() {
-        let reason = |t: &str, d: Value| match target(&log(), t, &d).unwrap_err() {
+        let reason = |t: &str, d: Value| match target(&log(), "00267d8d", t, &d).unwrap_err() {
             ResolveError::InvalidRecord { name, reason } => {
                 assert_eq!(name, "ns/results/r/logs/00267d8d");
                 reason

@@ -280,11 +280,15 @@ impl LokiClient {
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                    let body = read_body(response).await?;
-                    if !retryable_status(status) {
-                        return Ok(Answer { status, body });
+                    match read_body(response).await {
+                        Ok(body) if !retryable_status(status) => {
+                            return Ok(Answer { status, body });
+                        }
+                        Ok(body) => (format!("HTTP {status}: {}", excerpt(&body)), retry_after),
+                        // A connection cut mid-body is worth another try.
+                        Err(Error::Unavailable { message, .. }) => (message, None),
+                        Err(other) => return Err(other),
                     }
-                    (format!("HTTP {status}: {}", excerpt(&body)), retry_after)
                 }
                 Err(e) => (describe_transport_error(&e), None),
             };

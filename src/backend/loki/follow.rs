@@ -115,7 +115,10 @@ impl Wake {
     async fn wait(&mut self) {
         let deadline = tokio::time::Instant::now() + POLL_INTERVAL;
         if self.socket.is_none() && self.failed_at.is_none_or(|t| t.elapsed() >= POLL_INTERVAL) {
-            match self.connect().await {
+            let connected = tokio::time::timeout_at(deadline, self.connect())
+                .await
+                .unwrap_or_else(|_| Err("the tail handshake timed out".to_owned()));
+            match connected {
                 Ok(socket) => self.socket = Some(socket),
                 Err(error) => {
                     tracing::debug!(%error, "loki tail unavailable; polling");
@@ -135,9 +138,13 @@ impl Wake {
                     return;
                 }
                 Ok(Some(Ok(Message::Close(frame)))) => {
-                    // Loki ends tails after tail_max_duration (1011): reconnect next time.
+                    // Loki ends tails after tail_max_duration (1011), and refuses
+                    // extra tails with a close right after the upgrade: wait out
+                    // the interval before reading or reconnecting, never spin.
                     tracing::debug!(?frame, "loki closed the tail");
                     self.socket = None;
+                    self.failed_at = Some(tokio::time::Instant::now());
+                    tokio::time::sleep_until(deadline).await;
                     return;
                 }
                 Ok(Some(Ok(_))) => continue,
@@ -145,10 +152,13 @@ impl Wake {
                     tracing::debug!(%error, "loki tail failed");
                     self.socket = None;
                     self.failed_at = Some(tokio::time::Instant::now());
+                    tokio::time::sleep_until(deadline).await;
                     return;
                 }
                 Ok(None) => {
                     self.socket = None;
+                    self.failed_at = Some(tokio::time::Instant::now());
+                    tokio::time::sleep_until(deadline).await;
                     return;
                 }
             }

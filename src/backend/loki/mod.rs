@@ -116,9 +116,10 @@ impl LokiBackend {
     }
 }
 
-/// Pushed lines longer than this are cut (Loki rejects lines over
-/// `max_line_size`, 256 KB by default, and the JSON wrapping adds some).
-const PUSH_MAX_LINE_BYTES: usize = 128 * 1024;
+/// Pushed lines longer than this are cut. Loki rejects lines over
+/// `max_line_size` (256 KB by default), measured after the JSON wrapping,
+/// whose escaping can make a line up to six times longer.
+const PUSH_MAX_LINE_BYTES: usize = 40 * 1024;
 
 /// Bytes of one push request (as Vector's Loki sink batches).
 const PUSH_BATCH_BYTES: usize = 1024 * 1024;
@@ -249,16 +250,23 @@ impl LogBackend for LokiBackend {
             batcher: Batcher::new(PUSH_BATCH_BYTES, PUSH_BATCH_LINES),
         };
         let mut bytes = 0u64;
+        let mut batch_started: Option<tokio::time::Instant> = None;
         loop {
-            // A batch waits at most PUSH_BATCH_AGE for more lines.
-            let next = if upload.batcher.is_empty() {
-                data.next().await
-            } else {
-                match tokio::time::timeout(PUSH_BATCH_AGE, data.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        upload.flush().await?;
-                        continue;
+            // A batch waits at most PUSH_BATCH_AGE from its first line.
+            if upload.batcher.is_empty() {
+                batch_started = None;
+            } else if batch_started.is_none() {
+                batch_started = Some(tokio::time::Instant::now());
+            }
+            let next = match batch_started {
+                None => data.next().await,
+                Some(started) => {
+                    match tokio::time::timeout_at(started + PUSH_BATCH_AGE, data.next()).await {
+                        Ok(next) => next,
+                        Err(_) => {
+                            upload.flush().await?;
+                            continue;
+                        }
                     }
                 }
             };

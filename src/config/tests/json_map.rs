@@ -17,7 +17,7 @@ fn json_map_error(text: &str) -> String {
 fn json_map_accepts_strict_flat_objects() {
     let map = json_map(
         " { \"pod\" : \"kubernetes.pod_name\",\n\t\"esc\":\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t\",\
-         \"u\":\"\\u00e9\\uD83D\\uDE00\", \"\": \"\", \"ü\": \"ok\" } ",
+         \"u\":\"\\u00e9\\uD83D\\uDE00\", \"_e\": \"\" } ",
     )
     .expect("valid JSON map");
     assert_eq!(
@@ -26,12 +26,31 @@ fn json_map_accepts_strict_flat_objects() {
             ("pod", "kubernetes.pod_name"),
             ("esc", "q\" b\\ s/ \u{8}\u{c}\n\r\t"),
             ("u", "é😀"),
-            ("", ""),
-            ("ü", "ok"),
+            ("_e", ""),
         ])
     );
     assert_eq!(json_map("{}").expect("empty object"), Vec::new());
     assert_eq!(json_map("").expect("unset"), Vec::new());
+}
+
+#[test]
+fn json_map_keys_must_be_label_names_and_not_the_run_filter() {
+    // A key is written into LogQL as a label name: nothing else may pass.
+    for key in [
+        "",
+        "ü",
+        "a b",
+        "a=\\\"x\\\" | line_format \\\"y\\\" | b",
+        "1a",
+    ] {
+        let text = format!("{{\"{key}\": \"message\"}}");
+        assert!(
+            json_map_error(&text).contains("is not a label name"),
+            "{key:?}"
+        );
+    }
+    assert!(json_map_error("{\"uid\": \"kubernetes.pod_name\"}")
+        .contains("reserved for the run filter"));
 }
 
 #[test]
