@@ -45,7 +45,10 @@ pub async fn push(
     pieces: Vec<Vec<u8>>,
 ) -> backend::Result<u64> {
     let stream = futures::stream::iter(pieces.into_iter().map(|p| Ok(Bytes::from(p)))).boxed();
-    Ok(backend.write(log, stream).await?.bytes)
+    Ok(backend
+        .write(&Run::from_name(log.clone()), stream)
+        .await?
+        .bytes)
 }
 
 pub async fn records(backend: &dyn LogBackend, query: LogQuery) -> backend::Result<Vec<LogRecord>> {
@@ -172,7 +175,10 @@ pub async fn run_suite(backend: Arc<dyn LogBackend>, can: Capabilities) {
             }),
         ])
         .boxed();
-        assert!(backend.write(&log, broken).await.is_err());
+        assert!(backend
+            .write(&Run::from_name(log.clone()), broken)
+            .await
+            .is_err());
         assert_eq!(
             text(
                 &records(&*backend, LogQuery::new(log.clone()))

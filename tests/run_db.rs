@@ -292,3 +292,46 @@ async fn the_server_resolves_runs_and_queries_loki_in_their_time_range() {
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("EventList"));
 }
+
+#[tokio::test]
+async fn uploads_into_loki_land_in_the_runs_range_and_read_back_once() {
+    let db = fresh_database().await;
+    let loki = FakeLoki::start(FakeLokiConfig::default());
+    let mut env: HashMap<String, String> = db_env(&db.url).into_iter().collect();
+    env.insert("LOGS_TYPE".into(), "Loki".into());
+    env.insert("LOGGING_PLUGIN_API_URL".into(), loki.url());
+    env.insert("LOGGING_PLUGIN_PROXY_PATH".into(), String::new());
+    env.insert("LOGGING_PLUGIN_CONTAINER_KEY".into(), String::new());
+    let server = TestServer::start_with(env).await;
+
+    // The watcher uploads to the Log record's name; the lines must carry
+    // the TaskRun's UID and fall in its time range.
+    let log_record = name(TASKRUN.0, "882263e6-ae58-4bef-bfd8-fbbbf825701f").to_string();
+    let text = "[prepare] fetching\n[build] compiling\n[build] done\n";
+    for _ in 0..2 {
+        // Uploading the same log twice stores its lines once.
+        let summary = server
+            .upload(&log_record, text.as_bytes(), 16)
+            .await
+            .unwrap();
+        assert_eq!(summary.bytes_received, text.len() as i64);
+    }
+    let push = loki.requests_to("/loki/api/v1/push");
+    assert!(!push.is_empty());
+    let taskrun = name(TASKRUN.0, TASKRUN.1).to_string();
+    for log in [&taskrun, &log_record] {
+        let body = http()
+            .get(server.rest_url("v1alpha3", log))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(body, text, "{log}");
+    }
+    // An upload for a record that does not exist is refused.
+    let unknown = name(TASKRUN.0, "00000000-0000-0000-0000-000000000000").to_string();
+    let status = server.upload(&unknown, b"x\n", 10).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound);
+}

@@ -77,7 +77,10 @@ impl Logs {
 
     /// Stores an upload.
     pub async fn store(&self, name: &LogName, data: ByteStream) -> Result<WriteSummary, ApiError> {
-        Ok(self.backend.write(name, data).await?)
+        // The run tells a provider like Loki which UID and time range the
+        // lines must carry for reads of this log to find them.
+        let run = self.resolver.resolve(name).await?;
+        Ok(self.backend.write(&run, data).await?)
     }
 
     /// Deletes a log.

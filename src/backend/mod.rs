@@ -94,10 +94,12 @@ pub trait LogBackend: Debug + Send + Sync + 'static {
     /// ahead only as its consumer pulls.
     fn read(&self, query: LogQuery) -> PageStream;
 
-    /// Stores a log from an upload stream, writing bytes as they arrive. The
-    /// log becomes readable only once the stream has ended without error; an
-    /// upload that fails leaves the previous complete log (if any) untouched.
-    async fn write(&self, name: &LogName, data: ByteStream) -> Result<WriteSummary>;
+    /// Stores the log of `run` (named `run.log`) from an upload stream,
+    /// writing bytes as they arrive. Where the provider can (see
+    /// `docs/providers.md`), the log becomes readable only once the stream has
+    /// ended without error, and an upload that fails leaves the previous
+    /// complete log untouched.
+    async fn write(&self, run: &Run, data: ByteStream) -> Result<WriteSummary>;
 
     /// Deletes a stored log.
     async fn delete(&self, name: &LogName) -> Result<()>;

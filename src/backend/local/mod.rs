@@ -22,7 +22,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::{ByteStream, Error, LogBackend, LogQuery, PageStream, Result, WriteSummary};
-use crate::run::LogName;
+use crate::run::{LogName, Run};
 
 const PROVIDER: &str = "local";
 
@@ -141,7 +141,8 @@ impl LogBackend for LocalStore {
         read::pages(path, query).boxed()
     }
 
-    async fn write(&self, name: &LogName, mut data: ByteStream) -> Result<WriteSummary> {
+    async fn write(&self, run: &Run, mut data: ByteStream) -> Result<WriteSummary> {
+        let name = &run.log;
         // Dropping `temp_path` on any early return deletes the partial file.
         let (file, temp_path) = self.create_partial().await?.into_parts();
         let mut out =

@@ -3,6 +3,11 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::*;
 use crate::record::{Page, Position};
+use crate::run::Run;
+
+fn run(log: &str) -> Run {
+    Run::from_name(name(log))
+}
 
 fn name(log: &str) -> LogName {
     LogName::parse(&format!("ns/results/res/logs/{log}")).unwrap()
@@ -36,7 +41,7 @@ async fn stores_under_the_blob_layout_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
     let summary = store
-        .write(&name("l1"), bytes_of(&[b"one\ntw", b"o\nthree"]))
+        .write(&run("l1"), bytes_of(&[b"one\ntw", b"o\nthree"]))
         .await
         .unwrap();
     assert_eq!(summary.bytes, 13);
@@ -71,7 +76,7 @@ async fn a_broken_upload_keeps_the_previous_log_and_leaves_no_partial_file() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
     store
-        .write(&name("l"), bytes_of(&[b"complete\n"]))
+        .write(&run("l"), bytes_of(&[b"complete\n"]))
         .await
         .unwrap();
     let broken: Vec<Result<Bytes>> = vec![
@@ -82,7 +87,7 @@ async fn a_broken_upload_keeps_the_previous_log_and_leaves_no_partial_file() {
         }),
     ];
     let err = store
-        .write(&name("l"), stream::iter(broken).boxed())
+        .write(&run("l"), stream::iter(broken).boxed())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UploadAborted { .. }));
@@ -106,7 +111,7 @@ async fn an_upload_in_progress_is_not_readable() {
         tokio::spawn(async move {
             store
                 .write(
-                    &name("slow"),
+                    &run("slow"),
                     tokio_stream::wrappers::ReceiverStream::new(rx).boxed(),
                 )
                 .await
@@ -136,10 +141,7 @@ async fn long_lines_are_cut_into_bounded_unterminated_pieces() {
     let long = vec![b'x'; read::MAX_RECORD_BYTES * 2 + 10];
     let mut text = long.clone();
     text.extend_from_slice(b"\nshort\n");
-    store
-        .write(&name("long"), bytes_of(&[&text]))
-        .await
-        .unwrap();
+    store.write(&run("long"), bytes_of(&[&text])).await.unwrap();
     let pages = read_all(&store, LogQuery::new(name("long"))).await.unwrap();
     let records: Vec<_> = pages.iter().flat_map(|p| &p.records).collect();
     assert!(records
@@ -158,7 +160,7 @@ async fn reading_after_a_position_yields_exactly_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
     store
-        .write(&name("r"), bytes_of(&[b"a\nbb\nccc\n"]))
+        .write(&run("r"), bytes_of(&[b"a\nbb\nccc\n"]))
         .await
         .unwrap();
     let pages = read_all(&store, LogQuery::new(name("r"))).await.unwrap();
@@ -178,7 +180,7 @@ async fn reading_after_a_position_yields_exactly_the_rest() {
 async fn a_position_outside_the_log_is_invalid() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
-    store.write(&name("r"), bytes_of(&[b"a\n"])).await.unwrap();
+    store.write(&run("r"), bytes_of(&[b"a\n"])).await.unwrap();
     let pages = read_all(&store, LogQuery::new(name("r"))).await.unwrap();
     let version = pages[0].records[0].position.ts_ns;
     for bad in [
@@ -199,8 +201,8 @@ async fn a_position_outside_the_log_is_invalid() {
 async fn delete_removes_the_log_and_its_empty_directories() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
-    store.write(&name("a"), bytes_of(&[b"a\n"])).await.unwrap();
-    store.write(&name("b"), bytes_of(&[b"b\n"])).await.unwrap();
+    store.write(&run("a"), bytes_of(&[b"a\n"])).await.unwrap();
+    store.write(&run("b"), bytes_of(&[b"b\n"])).await.unwrap();
     store.delete(&name("a")).await.unwrap();
     assert!(!dir.path().join("ns/res/a").exists());
     assert!(dir.path().join("ns/res/b").exists());
@@ -226,14 +228,14 @@ async fn a_position_from_before_a_new_upload_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::new(dir.path());
     store
-        .write(&name("v"), bytes_of(&[b"old one\nold two\n"]))
+        .write(&run("v"), bytes_of(&[b"old one\nold two\n"]))
         .await
         .unwrap();
     let old = read_all(&store, LogQuery::new(name("v"))).await.unwrap();
     let old_position = old[0].records[0].position;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     store
-        .write(&name("v"), bytes_of(&[b"new text, longer than the old\n"]))
+        .write(&run("v"), bytes_of(&[b"new text, longer than the old\n"]))
         .await
         .unwrap();
     let err = read_all(&store, LogQuery::new(name("v")).after(Some(old_position)))
@@ -253,7 +255,7 @@ async fn pages_of_short_lines_are_capped() {
     let store = LocalStore::new(dir.path());
     let text = vec![b'\n'; 200_000];
     store
-        .write(&name("short"), bytes_of(&[&text]))
+        .write(&run("short"), bytes_of(&[&text]))
         .await
         .unwrap();
     let pages = read_all(&store, LogQuery::new(name("short")))
@@ -285,10 +287,7 @@ async fn lines_around_the_read_and_record_limits_round_trip() {
             if let Some(i) = newline_at {
                 text[i] = b'\n';
             }
-            store
-                .write(&name("edge"), bytes_of(&[&text]))
-                .await
-                .unwrap();
+            store.write(&run("edge"), bytes_of(&[&text])).await.unwrap();
             let pages = read_all(&store, LogQuery::new(name("edge"))).await.unwrap();
             assert_eq!(
                 text_of(&pages),

@@ -30,12 +30,12 @@ use futures::StreamExt;
 
 use self::client::{now_ns, ClientSettings, LokiClient, PROVIDER};
 use self::history::HistoryQuery;
-use self::push::{Batcher, Clock, LineShape, LineSplitter, PushLine};
+use self::push::{Batcher, LineShape, LineSplitter, PushLine};
 use self::query::QueryTemplate;
 use super::retry::RetryPolicy;
 use super::{ByteStream, Error, LogBackend, LogQuery, PageStream, Result, WriteSummary};
 use crate::config::Config;
-use crate::run::{LogName, Run};
+use crate::run::{LogName, Run, RunKind};
 
 /// The Loki connector.
 #[derive(Debug)]
@@ -130,22 +130,44 @@ const PUSH_BATCH_LINES: usize = 10_000;
 /// How long a partial batch waits for more lines before it is sent.
 const PUSH_BATCH_AGE: Duration = Duration::from_secs(1);
 
+/// The stream label that keeps an upload's lines in a stream of their own.
+const RUN_LABEL: &str = "tekton_run_uid";
+
+/// Loki refuses samples older than a week (`reject_old_samples_max_age`);
+/// an upload's lines are never stamped older than this.
+const PUSH_MAX_AGE_NS: i64 = 6 * 24 * 3600 * 1_000_000_000;
+
+/// The timestamp of an upload's first line: the run's start when known (so
+/// the lines fall in the run's time range, and the same upload again stamps
+/// the same lines the same way, which Loki stores once), else now.
+fn upload_base_ns(run: &Run) -> i64 {
+    let now = now_ns();
+    match run.start_ns {
+        Some(start) => start.clamp(now.saturating_sub(PUSH_MAX_AGE_NS), now),
+        None => now,
+    }
+}
+
 /// One upload on its way to Loki.
 struct Upload<'a> {
     backend: &'a LokiBackend,
     labels: String,
+    shape: LineShape,
     uid: &'a str,
     splitter: LineSplitter,
-    clock: Clock,
+    /// The next line's timestamp: one nanosecond after the previous line's,
+    /// so Loki keeps the upload's order.
+    next_ts: i64,
     batcher: Batcher,
 }
 
 impl Upload<'_> {
     async fn add(&mut self, message: &str) -> Result<()> {
         let line = PushLine {
-            ts_ns: self.clock.next(now_ns()),
-            message: push::render_line(&self.backend.shape, message, self.uid, None),
+            ts_ns: self.next_ts,
+            message: push::render_line(&self.shape, message, self.uid, None),
         };
+        self.next_ts = self.next_ts.saturating_add(1);
         if let Some(batch) = self.batcher.add(line) {
             self.send(batch).await?;
         }
@@ -232,21 +254,32 @@ impl LogBackend for LokiBackend {
         .boxed()
     }
 
-    async fn write(&self, name: &LogName, mut data: ByteStream) -> Result<WriteSummary> {
+    async fn write(&self, run: &Run, mut data: ByteStream) -> Result<WriteSummary> {
         let mut labels = self.template.static_labels.clone();
         labels.push((
             self.template.namespace_key.clone(),
-            name.parent().to_owned(),
+            run.log.parent().to_owned(),
         ));
+        // One stream per run: Loki refuses entries too far behind the newest
+        // of their stream, and an upload's lines carry the run's times.
+        labels.push((RUN_LABEL.to_owned(), run.uid.clone()));
         let labels = push::labels_text(&labels).map_err(|reason| Error::InvalidArgument {
             message: format!("the stream labels of pushed lines are invalid: {reason}"),
+        })?;
+        let mut shape = self.shape.clone();
+        if run.kind == RunKind::PipelineRun {
+            shape.uid_path = self.template.pipelinerun_uid_key.clone();
+        }
+        shape.validate().map_err(|reason| Error::InvalidArgument {
+            message: format!("the JSON paths of pushed lines conflict: {reason}"),
         })?;
         let mut upload = Upload {
             backend: self,
             labels,
-            uid: name.log(),
+            shape,
+            uid: &run.uid,
             splitter: LineSplitter::new(PUSH_MAX_LINE_BYTES),
-            clock: Clock::new(),
+            next_ts: upload_base_ns(run),
             batcher: Batcher::new(PUSH_BATCH_BYTES, PUSH_BATCH_LINES),
         };
         let mut bytes = 0u64;

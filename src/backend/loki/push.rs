@@ -5,7 +5,7 @@
 //!
 //! 1. [`LineSplitter`] cuts the uploaded bytes into lines (bounded memory, any chunk sizes,
 //!    invalid UTF-8 replaced, over-long lines cut so that Loki's `max_line_size` is not hit);
-//! 2. [`Clock`] gives every line a strictly larger timestamp than the one before, so Loki keeps
+//! 2. the caller gives every line a strictly larger timestamp than the one before, so Loki keeps
 //!    the upload order (it orders by timestamp only);
 //! 3. [`render_line`] wraps each line in the JSON record that the query side's
 //!    `| json message="…", uid="…"` extracts from, following a validated [`LineShape`];
@@ -538,36 +538,6 @@ impl LineSplitter {
             out.push(std::mem::take(&mut self.piece));
             rest = tail;
         }
-    }
-}
-
-/// Assigns strictly increasing timestamps: each line gets `max(now_ns, previous + 1)`, so lines
-/// keep their upload order in Loki.
-///
-/// The first call returns `now_ns` (at least `i64::MIN + 1`). At `i64::MAX` (year 2262) the
-/// values stop increasing.
-#[derive(Debug, Clone)]
-pub struct Clock {
-    last: i64,
-}
-
-impl Clock {
-    /// A clock that has not given out any timestamp yet.
-    pub fn new() -> Self {
-        Self { last: i64::MIN }
-    }
-
-    /// The timestamp for the next line, given the current time in nanoseconds.
-    pub fn next(&mut self, now_ns: i64) -> i64 {
-        let ts = now_ns.max(self.last.saturating_add(1));
-        self.last = ts;
-        ts
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -722,47 +722,6 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Clock
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn clock_is_strictly_increasing() {
-    let mut clock = Clock::new();
-    assert_eq!(clock.next(100), 100);
-    assert_eq!(clock.next(100), 101);
-    assert_eq!(clock.next(50), 102);
-    assert_eq!(clock.next(200), 200);
-    assert_eq!(clock.next(-5), 201);
-
-    let mut clock = Clock::default();
-    assert_eq!(clock.next(i64::MIN), i64::MIN + 1);
-    assert_eq!(clock.next(i64::MIN), i64::MIN + 2);
-
-    let mut clock = Clock::new();
-    assert_eq!(clock.next(i64::MAX), i64::MAX);
-    assert_eq!(clock.next(0), i64::MAX, "saturates instead of overflowing");
-}
-
-proptest! {
-    #[test]
-    fn clock_never_goes_back(nows in prop::collection::vec(-1_000i64..1_000, 1..50)) {
-        let mut clock = Clock::new();
-        let mut previous = None;
-        for now in nows {
-            let ts = clock.next(now);
-            prop_assert!(ts >= now);
-            if let Some(p) = previous {
-                prop_assert!(ts > p);
-                prop_assert_eq!(ts, now.max(p + 1));
-            } else {
-                prop_assert_eq!(ts, now);
-            }
-            previous = Some(ts);
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Batcher
 // ---------------------------------------------------------------------------------------------
 
