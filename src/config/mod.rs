@@ -74,7 +74,7 @@ pub struct Config {
 }
 
 /// How to reach the Tekton Results PostgreSQL database.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DbConfig {
     /// `DB_HOST`.
     pub host: String,
@@ -201,6 +201,27 @@ pub struct PluginConfig {
     /// How far back to search when a run's start is unknown
     /// (`LOGGING_PLUGIN_LOOKBACK_DURATION`).
     pub lookback: Duration,
+}
+
+impl fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("name", &self.name)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("sslmode", &self.sslmode)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }
 
 /// The database section: `None` unless `DB_HOST` is set; every `DB_*` key is

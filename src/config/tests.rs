@@ -533,3 +533,14 @@ fn the_database_is_configured_by_db_host() {
     assert!(error(&[(keys::DB_PORT, "x")]).starts_with("DB_PORT=\"x\""));
     assert!(error(&[(keys::DB_MAX_OPEN_CONNECTIONS, "-1")]).contains("0 to 1000"));
 }
+
+#[test]
+fn the_database_password_never_shows() {
+    let c = config(&[
+        (keys::DB_HOST, "db"),
+        (keys::DB_USER, "u"),
+        (keys::DB_PASSWORD, "hunter2"),
+    ]);
+    assert!(!format!("{c:?}").contains("hunter2"));
+    assert!(!c.describe().contains("hunter2"));
+}

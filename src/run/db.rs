@@ -139,7 +139,12 @@ impl DbResolver {
                     return row
                         .map(|row| {
                             let record_type: String = row.try_get(0).map_err(column_error)?;
-                            let data: serde_json::Value = row.try_get(1).map_err(column_error)?;
+                            let data: Option<serde_json::Value> =
+                                row.try_get(1).map_err(column_error)?;
+                            let data = data.ok_or_else(|| ResolveError::InvalidRecord {
+                                name: format!("{parent}/results/{result}/records/{name}"),
+                                reason: "the record has no data".to_owned(),
+                            })?;
                             Ok((record_type, data))
                         })
                         .transpose()

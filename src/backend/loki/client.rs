@@ -169,8 +169,9 @@ impl LokiClient {
             Error::internal(PROVIDER, format!("the {what} is not a valid header value"))
         };
         if let Some(token) = self.token.bearer().await? {
-            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| invalid("token"))?;
+            value.set_sensitive(true);
             headers.push((reqwest::header::AUTHORIZATION, value));
         }
         if let Some(tenant) = &self.tenant {
