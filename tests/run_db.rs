@@ -127,27 +127,17 @@ async fn unknown_other_and_broken_records_are_precise_errors() {
     assert!(invalid(resolver.resolve(&event_list).await.unwrap_err())
         .contains("results.tekton.dev/v1.EventList"));
     let bad = "badbadba-0000-4000-8000-000000000000";
-    let reason = invalid(
-        resolver
-            .resolve(&name(bad, "0b0b0b0b-0000-4000-8000-000000000001"))
-            .await
-            .unwrap_err(),
-    );
-    assert!(reason.contains("no status.startTime"), "{reason}");
-    let reason = invalid(
-        resolver
-            .resolve(&name(bad, "0b0b0b0b-0000-4000-8000-000000000002"))
-            .await
-            .unwrap_err(),
-    );
-    assert!(reason.contains("\"yesterday\""), "{reason}");
-    let reason = invalid(
-        resolver
-            .resolve(&name(bad, "0b0b0b0b-0000-4000-8000-000000000003"))
-            .await
-            .unwrap_err(),
-    );
-    assert!(reason.contains("not a JSON object"), "{reason}");
+    for (record, expected) in [
+        (
+            "0b0b0b0b-0000-4000-8000-000000000001",
+            "no status.startTime",
+        ),
+        ("0b0b0b0b-0000-4000-8000-000000000002", "\"yesterday\""),
+        ("0b0b0b0b-0000-4000-8000-000000000003", "not a JSON object"),
+    ] {
+        let reason = invalid(resolver.resolve(&name(bad, record)).await.unwrap_err());
+        assert!(reason.contains(expected), "{record}: {reason}");
+    }
 }
 
 #[tokio::test]
@@ -172,6 +162,21 @@ async fn an_unreachable_database_is_unavailable_after_retries() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The real server, resolving runs through the database at `url` and reading
+/// them from `loki`, with `extra` keys.
+async fn server_on(url: &str, loki: &FakeLoki, extra: &[(&str, &str)]) -> TestServer {
+    let mut env: HashMap<String, String> = db_env(url).into_iter().collect();
+    env.insert("LOGS_TYPE".into(), "Loki".into());
+    env.insert("LOGGING_PLUGIN_API_URL".into(), loki.url());
+    env.insert("LOGGING_PLUGIN_PROXY_PATH".into(), String::new());
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    TestServer::start_with(env).await
 }
 
 /// A forwarded line of a run (ViaQ JSON).
@@ -224,11 +229,7 @@ async fn the_server_resolves_runs_and_queries_loki_in_their_time_range() {
     let entries: Vec<(i64, &str)> = lines.iter().map(|(ts, l)| (*ts, l.as_str())).collect();
     loki.push_lines(&labels, &entries);
 
-    let mut env: HashMap<String, String> = db_env(&db.url).into_iter().collect();
-    env.insert("LOGS_TYPE".into(), "Loki".into());
-    env.insert("LOGGING_PLUGIN_API_URL".into(), loki.url());
-    env.insert("LOGGING_PLUGIN_PROXY_PATH".into(), String::new());
-    let server = TestServer::start_with(env).await;
+    let server = server_on(&db.url, &loki, &[]).await;
 
     let taskrun = name(TASKRUN.0, TASKRUN.1).to_string();
     let body = http()
@@ -297,12 +298,7 @@ async fn the_server_resolves_runs_and_queries_loki_in_their_time_range() {
 async fn uploads_into_loki_land_in_the_runs_range_and_read_back_once() {
     let db = fresh_database().await;
     let loki = FakeLoki::start(FakeLokiConfig::default());
-    let mut env: HashMap<String, String> = db_env(&db.url).into_iter().collect();
-    env.insert("LOGS_TYPE".into(), "Loki".into());
-    env.insert("LOGGING_PLUGIN_API_URL".into(), loki.url());
-    env.insert("LOGGING_PLUGIN_PROXY_PATH".into(), String::new());
-    env.insert("LOGGING_PLUGIN_CONTAINER_KEY".into(), String::new());
-    let server = TestServer::start_with(env).await;
+    let server = server_on(&db.url, &loki, &[("LOGGING_PLUGIN_CONTAINER_KEY", "")]).await;
 
     // The watcher uploads to the Log record's name; the lines must carry
     // the TaskRun's UID and fall in its time range.
