@@ -133,19 +133,16 @@ const PUSH_BATCH_AGE: Duration = Duration::from_secs(1);
 /// The stream label that keeps an upload's lines in a stream of their own.
 const RUN_LABEL: &str = "tekton_run_uid";
 
-/// Loki refuses samples older than a week (`reject_old_samples_max_age`);
-/// an upload's lines are never stamped older than this.
-const PUSH_MAX_AGE_NS: i64 = 6 * 24 * 3600 * 1_000_000_000;
-
 /// The timestamp of an upload's first line: the run's start when known (so
 /// the lines fall in the run's time range, and the same upload again stamps
 /// the same lines the same way, which Loki stores once), else now.
+///
+/// Never moved to make Loki accept it: lines stamped outside the run's range
+/// would be stored but never found by a read of the run. Loki refuses lines
+/// older than `reject_old_samples_max_age` (a week by default), so uploading
+/// the log of an older run fails with Loki's reason, which reaches the client.
 fn upload_base_ns(run: &Run) -> i64 {
-    let now = now_ns();
-    match run.start_ns {
-        Some(start) => start.clamp(now.saturating_sub(PUSH_MAX_AGE_NS), now),
-        None => now,
-    }
+    run.start_ns.unwrap_or_else(now_ns)
 }
 
 /// One upload on its way to Loki.
