@@ -1,10 +1,11 @@
 //! The text chunker: records to the upstream text format (each record's bytes,
-//! plus `\n` where the source line had one), cut into chunks of exactly
+//! plus `\n` where the source line had one; a line of a record that names its
+//! pipeline task starts with `[<task>] `), cut into chunks of exactly
 //! `chunk_size` bytes at byte offsets (the last one shorter), as upstream's
 //! `LOGS_BUFFER_SIZE` writer does. Holds at most one chunk.
 
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 
 use crate::record::Page;
 
@@ -14,11 +15,41 @@ pub fn text_chunks<S, E>(pages: S, chunk_size: usize) -> impl Stream<Item = Resu
 where
     S: Stream<Item = Result<Page, E>>,
 {
+    chunks(pages, chunk_size, false)
+}
+
+/// As `text_chunks`, for a followed log: whenever the next page is not ready
+/// yet, what has been chunked so far goes out as a shorter chunk, so a
+/// follower sees each line as soon as it is read, not once a chunk is full.
+pub fn live_text_chunks<S, E>(pages: S, chunk_size: usize) -> impl Stream<Item = Result<Bytes, E>>
+where
+    S: Stream<Item = Result<Page, E>>,
+{
+    chunks(pages, chunk_size, true)
+}
+
+fn chunks<S, E>(
+    pages: S,
+    chunk_size: usize,
+    flush_when_idle: bool,
+) -> impl Stream<Item = Result<Bytes, E>>
+where
+    S: Stream<Item = Result<Page, E>>,
+{
     assert!(chunk_size > 0, "chunk size must be positive");
     async_stream::stream! {
         let mut pages = std::pin::pin!(pages);
         let mut out = BytesMut::with_capacity(chunk_size);
-        while let Some(page) = pages.next().await {
+        // Whether the next record starts a line (the one before ended one).
+        let mut at_line_start = true;
+        let mut last_task = None;
+        let mut ready = None;
+        loop {
+            let next = match ready.take() {
+                Some(next) => next,
+                None => pages.next().await,
+            };
+            let Some(page) = next else { break };
             let page = match page {
                 Ok(page) => page,
                 Err(e) => {
@@ -27,23 +58,50 @@ where
                 }
             };
             for record in page.records {
-                let mut rest: &[u8] = &record.message;
-                while !rest.is_empty() {
-                    let room = chunk_size - out.len();
-                    let (now, later) = rest.split_at(room.min(rest.len()));
-                    out.extend_from_slice(now);
-                    rest = later;
-                    if out.len() == chunk_size {
-                        yield Ok(out.split().freeze());
-                        out.reserve(chunk_size);
+                // Another task's log starts a line, even where the last
+                // line of the one before had no line end.
+                let new_task = record.task.is_some() && record.task != last_task;
+                let mut start = Vec::new();
+                if new_task && !at_line_start {
+                    start.push(b'\n');
+                    at_line_start = true;
+                }
+                if at_line_start {
+                    if let Some(task) = &record.task {
+                        start.extend_from_slice(format!("[{task}] ").as_bytes());
                     }
                 }
+                if new_task {
+                    last_task.clone_from(&record.task);
+                }
+                for mut rest in [start.as_slice(), &record.message[..]] {
+                    while !rest.is_empty() {
+                        let room = chunk_size - out.len();
+                        let (now, later) = rest.split_at(room.min(rest.len()));
+                        out.extend_from_slice(now);
+                        rest = later;
+                        if out.len() == chunk_size {
+                            yield Ok(out.split().freeze());
+                            out.reserve(chunk_size);
+                        }
+                    }
+                }
+                at_line_start = record.terminated;
                 if record.terminated {
                     out.extend_from_slice(b"\n");
                     if out.len() == chunk_size {
                         yield Ok(out.split().freeze());
                         out.reserve(chunk_size);
                     }
+                }
+            }
+            if flush_when_idle && !out.is_empty() {
+                // Polling a stream's `next` and dropping it when pending
+                // loses nothing; the next await polls it again.
+                ready = pages.next().now_or_never();
+                if ready.is_none() {
+                    yield Ok(out.split().freeze());
+                    out.reserve(chunk_size);
                 }
             }
         }
@@ -112,7 +170,111 @@ mod tests {
         assert_eq!(out, vec![Ok(Bytes::from_static(b"abcd")), Err(())]);
     }
 
+    /// The pages of several tasks' logs, one after the other: each log cut
+    /// as `pages_of` cuts it, its records marked with its task.
+    fn task_pages(logs: &[(Option<&str>, Vec<u8>)], split: usize) -> Vec<Result<Page, ()>> {
+        let mut pages = Vec::new();
+        for (task, text) in logs {
+            for mut page in pages_of(text, split, 3) {
+                for record in &mut page.as_mut().unwrap().records {
+                    record.task = task.map(std::sync::Arc::from);
+                }
+                pages.push(page);
+            }
+        }
+        pages
+    }
+
+    /// What a merged log reads as: each line of a task's log starts with
+    /// `[task] `, and each task's log starts on a line of its own.
+    fn rendered(logs: &[(Option<&str>, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut last: Option<&str> = None;
+        for (task, text) in logs {
+            if text.is_empty() {
+                continue;
+            }
+            if task.is_some() && *task != last {
+                if !out.is_empty() && out.last() != Some(&b'\n') {
+                    out.push(b'\n');
+                }
+                last = *task;
+            }
+            for line in text.split_inclusive(|b| *b == b'\n') {
+                if let Some(task) = task {
+                    if out.is_empty() || out.last() == Some(&b'\n') {
+                        out.extend_from_slice(format!("[{task}] ").as_bytes());
+                    }
+                }
+                out.extend_from_slice(line);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lines_of_a_task_are_marked_and_each_task_starts_a_line() {
+        let logs = [
+            (Some("clone"), b"a\nlong line".to_vec()),
+            (Some("test"), b"b\n".to_vec()),
+        ];
+        let out: Vec<Bytes> = chunks(task_pages(&logs, 4), 5)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            String::from_utf8(out.concat()).unwrap(),
+            "[clone] a\n[clone] long line\n[test] b\n"
+        );
+    }
+
+    #[test]
+    fn a_live_log_goes_out_when_the_next_page_is_not_ready() {
+        use futures::channel::mpsc;
+        let (mut sender, receiver) = mpsc::channel::<Result<Page, ()>>(4);
+        let mut out = live_text_chunks(receiver, 64).boxed();
+        for page in pages_of(b"one\ntwo\n", 100, 1) {
+            sender.try_send(page).unwrap();
+        }
+        // Both pages were ready: one chunk for both, sent while waiting.
+        assert_eq!(
+            block_on(out.next()),
+            Some(Ok(Bytes::from_static(b"one\ntwo\n")))
+        );
+        for page in pages_of(b"three\n", 100, 1) {
+            sender.try_send(page).unwrap();
+        }
+        assert_eq!(
+            block_on(out.next()),
+            Some(Ok(Bytes::from_static(b"three\n")))
+        );
+        drop(sender);
+        assert_eq!(block_on(out.next()), None);
+    }
+
     proptest! {
+        #[test]
+        fn merged_task_logs_read_as_their_marked_lines(
+            logs in proptest::collection::vec(
+                (
+                    prop_oneof![Just(None), Just(Some("a")), Just(Some("task-b"))],
+                    proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'x')], 0..40),
+                ),
+                0..6,
+            ),
+            split in 1usize..8,
+            size in 1usize..16,
+        ) {
+            let out: Vec<Bytes> = chunks(task_pages(&logs, split), size)
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            prop_assert_eq!(out.concat(), rendered(&logs));
+            if let Some((_, full)) = out.split_last() {
+                prop_assert!(full.iter().all(|c| c.len() == size));
+            }
+        }
+
         #[test]
         fn concatenation_is_the_text_and_every_chunk_but_the_last_is_full(
             text in proptest::collection::vec(prop_oneof![Just(b'\n'), any::<u8>()], 0..400),
