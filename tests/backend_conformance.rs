@@ -190,13 +190,16 @@ pub async fn run_suite(backend: Arc<dyn LogBackend>, can: Capabilities) {
     }
 
     if can.delete {
-        backend.delete(&log).await.unwrap();
+        backend.delete(&Run::from_name(log.clone())).await.unwrap();
         let err = records(&*backend, LogQuery::new(log.clone()))
             .await
             .unwrap_err();
         assert!(matches!(err, backend::Error::NotFound { .. }), "{err:?}");
     } else {
-        let err = backend.delete(&log).await.unwrap_err();
+        let err = backend
+            .delete(&Run::from_name(log.clone()))
+            .await
+            .unwrap_err();
         assert!(matches!(err, backend::Error::Unsupported { .. }), "{err:?}");
     }
 }

@@ -3,6 +3,7 @@
 //! directly and through the server with the fake Loki.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tekton_results_logs::config::{Config, RawConfig};
 use tekton_results_logs::run::{DbResolver, LogName, ResolveError, RunKind, RunResolver};
@@ -220,6 +221,16 @@ async fn the_server_resolves_runs_and_queries_loki_in_their_time_range() {
                 Some(PIPELINERUN.1),
             ),
         ),
+        // clone-build runs on after test started: it still comes first.
+        (
+            t("2026-11-25T10:12:00Z"),
+            viaq(
+                "clone done",
+                "step-clone",
+                "199b33a4-ffa1-40f7-95c1-e8a4c01e4825",
+                Some(PIPELINERUN.1),
+            ),
+        ),
         // Outside the TaskRun's range (completion + 10 min): not its log.
         (
             t("2026-11-25T11:30:00Z"),
@@ -251,25 +262,44 @@ async fn the_server_resolves_runs_and_queries_loki_in_their_time_range() {
         Some(t("2026-11-25T10:44:33Z").to_string().as_str())
     );
 
-    // The PipelineRun's log is its children's lines, merged in time order.
+    // The PipelineRun's log is its TaskRuns' logs in the order they started,
+    // each line marked with its task, over REST (both versions) and gRPC.
     let pipelinerun = name(PIPELINERUN.0, PIPELINERUN.1).to_string();
-    let body = http()
-        .get(server.rest_url("v1alpha2", &pipelinerun))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        body,
-        "container-step-clone: message=clone a\ncontainer-step-test: message=test b\n"
+    let merged = "[clone-build] container-step-clone: message=clone a\n\
+                  [clone-build] container-step-clone: message=clone done\n\
+                  [test] container-step-test: message=test b\n";
+    for version in ["v1alpha2", "v1alpha3"] {
+        let body = http()
+            .get(server.rest_url(version, &pipelinerun))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(body, merged, "{version}");
+    }
+    let chunks = server.get_chunks(&pipelinerun).await.unwrap();
+    assert_eq!(chunks.concat(), merged.as_bytes());
+    // Each TaskRun is read by its own UID, in its own time range.
+    let queries: Vec<_> = loki
+        .requests_to("/loki/api/v1/query_range")
+        .into_iter()
+        .rev()
+        .take(2)
+        .collect();
+    assert!(
+        queries[1]
+            .param("query")
+            .unwrap()
+            .contains("tekton_dev_taskRunUID\" |uid=\"199b33a4-ffa1-40f7-95c1-e8a4c01e4825\""),
+        "{:?}",
+        queries[1].param("query")
     );
-    let query = loki.requests_to("/loki/api/v1/query_range").pop().unwrap();
-    assert!(query
-        .param("query")
-        .unwrap()
-        .contains("tekton_dev_pipelineRunUID"));
+    assert_eq!(
+        queries[0].param("start"),
+        Some(t("2026-11-25T10:10:38Z").to_string().as_str())
+    );
 
     // Unknown record: 404; not a run: 400; both before any byte.
     let unknown = name(TASKRUN.0, "00000000-0000-0000-0000-000000000000").to_string();
@@ -297,7 +327,11 @@ async fn the_server_resolves_runs_and_queries_loki_in_their_time_range() {
 #[tokio::test]
 async fn uploads_into_loki_land_in_the_runs_range_and_read_back_once() {
     let db = fresh_database().await;
-    let loki = FakeLoki::start(FakeLokiConfig::default());
+    // The fixture's runs are from 2026-11-25: a Loki that keeps old samples.
+    let loki = FakeLoki::start(FakeLokiConfig {
+        reject_old_samples_max_age: Duration::from_secs(100 * 365 * 24 * 3600),
+        ..FakeLokiConfig::default()
+    });
     let server = server_on(&db.url, &loki, &[("LOGGING_PLUGIN_CONTAINER_KEY", "")]).await;
 
     // The watcher uploads to the Log record's name; the lines must carry
@@ -330,4 +364,374 @@ async fn uploads_into_loki_land_in_the_runs_range_and_read_back_once() {
     let unknown = name(TASKRUN.0, "00000000-0000-0000-0000-000000000000").to_string();
     let status = server.upload(&unknown, b"x\n", 10).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
+
+    // A Loki that refuses lines as old as the run's: the upload fails with
+    // Loki's reason; its lines are not stamped outside the run's range,
+    // where a read of the run would never find them.
+    loki.set_reject_old_samples_max_age(Duration::from_secs(3600));
+    let status = server
+        .upload(&log_record, b"[build] again\n", 16)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("too old"), "{status:?}");
+}
+
+const CHILDREN: [(&str, &str); 2] = [
+    ("199b33a4-ffa1-40f7-95c1-e8a4c01e4825", "clone-build"),
+    ("2b935dc2-761d-48d7-834e-5e695367214c", "test"),
+];
+
+#[tokio::test]
+async fn pipeline_runs_list_their_task_runs_in_start_order() {
+    let db = fresh_database().await;
+    let resolver = resolver(&db.url);
+    let pipeline = resolver
+        .resolve(&name(PIPELINERUN.0, PIPELINERUN.1))
+        .await
+        .unwrap();
+    let children = resolver.children(&pipeline).await.unwrap();
+    let found: Vec<_> = children
+        .iter()
+        .map(|c| (c.uid.as_str(), c.task.as_deref().unwrap(), c.kind))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (CHILDREN[0].0, CHILDREN[0].1, RunKind::TaskRun),
+            (CHILDREN[1].0, CHILDREN[1].1, RunKind::TaskRun)
+        ]
+    );
+    assert_eq!(children[1].start_ns, Some(ns("2026-11-25T10:10:38Z")));
+    assert_eq!(
+        children[1].log.to_string(),
+        name(PIPELINERUN.0, CHILDREN[1].0).to_string()
+    );
+
+    // v1beta1: the child is found by its owner reference alone (it has no
+    // tekton.dev/pipelineRunUID label).
+    let v1beta1 = "5f0c1f4e-8d2b-4c61-9a51-3f0e2c7d9b10";
+    let pipeline = resolver.resolve(&name(v1beta1, v1beta1)).await.unwrap();
+    let children = resolver.children(&pipeline).await.unwrap();
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].task.as_deref(), Some("hello"));
+
+    // A TaskRun has none; one that has not started is left out; started
+    // TaskRuns come in start order, whatever their names.
+    let taskrun = resolver.resolve(&name(TASKRUN.0, TASKRUN.1)).await.unwrap();
+    assert!(resolver.children(&taskrun).await.unwrap().is_empty());
+    db.client
+        .execute(
+            "UPDATE records SET data = data #- '{status,startTime}' WHERE name = $1",
+            &[&CHILDREN[1].0],
+        )
+        .await
+        .unwrap();
+    db.client
+        .execute(
+            "UPDATE records SET data = jsonb_set(data, '{status,startTime}', '\"2026-11-25T10:05:00Z\"') \
+             WHERE name = $1",
+            &[&CHILDREN[0].0],
+        )
+        .await
+        .unwrap();
+    let pipeline = resolver
+        .resolve(&name(PIPELINERUN.0, PIPELINERUN.1))
+        .await
+        .unwrap();
+    let children = resolver.children(&pipeline).await.unwrap();
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].start_ns, Some(ns("2026-11-25T10:05:00Z")));
+
+    // A child whose record is broken is an error naming it, not a gap.
+    db.client
+        .execute(
+            "UPDATE records SET data = jsonb_set(data, '{status,startTime}', '\"soon\"') \
+             WHERE name = $1",
+            &[&CHILDREN[1].0],
+        )
+        .await
+        .unwrap();
+    match resolver.children(&pipeline).await.unwrap_err() {
+        ResolveError::InvalidRecord { reason, .. } => {
+            assert!(reason.contains(CHILDREN[1].0), "{reason}");
+            assert!(reason.contains("\"soon\""), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The real server over the database at `url` and the embedded local store.
+async fn local_server_on(url: &str) -> TestServer {
+    TestServer::start_with(db_env(url)).await
+}
+
+async fn get_text(server: &TestServer, version: &str, log: &str) -> (u16, String) {
+    let response = http()
+        .get(server.rest_url(version, log))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_local_store_keeps_a_runs_log_under_its_own_record() {
+    let db = fresh_database().await;
+    let server = local_server_on(&db.url).await;
+
+    // Uploaded under the Log record's name (as the watcher does), read under
+    // either name; deleted under one, gone under both.
+    let log_record = name(TASKRUN.0, "882263e6-ae58-4bef-bfd8-fbbbf825701f").to_string();
+    let taskrun = name(TASKRUN.0, TASKRUN.1).to_string();
+    let text = "[prepare] fetching\n[build] done\n";
+    server
+        .upload(&log_record, text.as_bytes(), 7)
+        .await
+        .unwrap();
+    for log in [&taskrun, &log_record] {
+        assert_eq!(get_text(&server, "v1alpha3", log).await, (200, text.into()));
+    }
+    let deleted = http()
+        .delete(server.rest_url("v1alpha2", &taskrun))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    for log in [&taskrun, &log_record] {
+        assert_eq!(get_text(&server, "v1alpha3", log).await.0, 404, "{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_pipeline_runs_log_is_its_task_runs_logs_from_the_local_store() {
+    let db = fresh_database().await;
+    let server = local_server_on(&db.url).await;
+    let pipeline = name(PIPELINERUN.0, PIPELINERUN.1).to_string();
+
+    // No TaskRun has a log yet, nor has the PipelineRun: 404.
+    assert_eq!(get_text(&server, "v1alpha3", &pipeline).await.0, 404);
+
+    // The second task's log is uploaded first; the order is the tasks'.
+    let child = |i: usize| name(PIPELINERUN.0, CHILDREN[i].0).to_string();
+    server
+        .upload(&child(1), b"[run-tests] ok 1\n[run-tests] ok 2\n", 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        get_text(&server, "v1alpha3", &pipeline).await,
+        (
+            200,
+            "[test] [run-tests] ok 1\n[test] [run-tests] ok 2\n".into()
+        )
+    );
+    // A last line without a line end stays so; the next task starts a line.
+    server
+        .upload(&child(0), b"[clone] cloned\n[build] built", 4)
+        .await
+        .unwrap();
+    let merged = "[clone-build] [clone] cloned\n[clone-build] [build] built\n\
+                  [test] [run-tests] ok 1\n[test] [run-tests] ok 2\n";
+    for version in ["v1alpha2", "v1alpha3"] {
+        assert_eq!(
+            get_text(&server, version, &pipeline).await,
+            (200, merged.into())
+        );
+    }
+    assert_eq!(
+        server.get_chunks(&pipeline).await.unwrap().concat(),
+        merged.as_bytes()
+    );
+    // Each TaskRun's own log is unmarked.
+    assert_eq!(
+        get_text(&server, "v1alpha3", &child(0)).await.1,
+        "[clone] cloned\n[build] built"
+    );
+
+    // Without TaskRun logs, the PipelineRun's own upload is served.
+    let v1beta1 = "5f0c1f4e-8d2b-4c61-9a51-3f0e2c7d9b10";
+    let own = name(v1beta1, v1beta1).to_string();
+    server
+        .upload(&own, b"[hello : echo] hello\n", 8)
+        .await
+        .unwrap();
+    assert_eq!(
+        get_text(&server, "v1alpha3", &own).await,
+        (200, "[hello : echo] hello\n".into())
+    );
+}
+
+/// Reads the lines of a streamed response as they arrive.
+struct LineReader {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    pending: Vec<u8>,
+    ended: bool,
+}
+
+impl LineReader {
+    fn new(response: reqwest::Response) -> Self {
+        Self {
+            body: Box::pin(response.bytes_stream()),
+            pending: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// The next whole line; `None` when the body ended cleanly. Fails after
+    /// 60 s without one.
+    async fn next(&mut self) -> Option<String> {
+        use futures::StreamExt;
+        tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                if let Some(at) = self.pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = self.pending.drain(..=at).collect();
+                    return Some(String::from_utf8(line[..at].to_vec()).unwrap());
+                }
+                if self.ended {
+                    assert!(self.pending.is_empty(), "a cut line: {:?}", self.pending);
+                    return None;
+                }
+                match self.body.next().await {
+                    Some(chunk) => self.pending.extend_from_slice(&chunk.unwrap()),
+                    None => self.ended = true,
+                }
+            }
+        })
+        .await
+        .expect("no line and no end within 60 s")
+    }
+}
+
+async fn follow(server: &TestServer, log: &str) -> LineReader {
+    let request = http()
+        .get(format!("{}?follow=true", server.rest_url("v1alpha3", log)))
+        .send();
+    let response = tokio::time::timeout(Duration::from_secs(60), request)
+        .await
+        .expect("no response within 60 s")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    LineReader::new(response)
+}
+
+/// Sets `status.<field>` of record `record` to the database's current time.
+async fn stamp_now(db: &crate::support_db::TestDb, record: &str, field: &str) {
+    db.client
+        .execute(
+            "UPDATE records SET data = jsonb_set(data, ARRAY['status', $2::text], \
+             to_jsonb(to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))) \
+             WHERE name = $1",
+            &[&record, &field],
+        )
+        .await
+        .unwrap();
+}
+
+fn now_ns() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_nanos()).unwrap()
+}
+
+#[tokio::test]
+async fn a_running_task_run_is_followed_until_its_record_shows_completion() {
+    let db = fresh_database().await;
+    let loki = FakeLoki::start(FakeLokiConfig::default());
+    let labels = [
+        ("log_type", "application"),
+        ("kubernetes_namespace_name", NS),
+    ];
+    let line = |text: &str| viaq(text, "step-run", RUNNING.1, None);
+    loki.push_lines(&labels, &[(now_ns() - 5_000_000_000, line("one").as_str())]);
+    let server = server_on(
+        &db.url,
+        &loki,
+        &[("LOGGING_PLUGIN_FORWARDER_DELAY_DURATION", "0")],
+    )
+    .await;
+    let running = name(RUNNING.0, RUNNING.1).to_string();
+
+    // Without follow, the lines so far, and the response ends.
+    assert_eq!(
+        get_text(&server, "v1alpha3", &running).await,
+        (200, "container-step-run: message=one\n".into())
+    );
+
+    let mut lines = follow(&server, &running).await;
+    assert_eq!(
+        lines.next().await.as_deref(),
+        Some("container-step-run: message=one")
+    );
+    loki.push_lines(&labels, &[(now_ns(), line("two").as_str())]);
+    assert_eq!(
+        lines.next().await.as_deref(),
+        Some("container-step-run: message=two")
+    );
+    // The run completes: the follower gets what came before, then the end.
+    // (Completion times have whole seconds: the line is stamped before.)
+    loki.push_lines(
+        &labels,
+        &[(now_ns() - 1_500_000_000, line("three").as_str())],
+    );
+    stamp_now(&db, RUNNING.1, "completionTime").await;
+    assert_eq!(
+        lines.next().await.as_deref(),
+        Some("container-step-run: message=three")
+    );
+    assert_eq!(lines.next().await, None);
+}
+
+#[tokio::test]
+async fn a_running_pipeline_run_is_followed_task_by_task_until_it_completes() {
+    let db = fresh_database().await;
+    // The PipelineRun runs; its second task has not started.
+    db.client
+        .execute(
+            "UPDATE records SET data = data #- '{status,completionTime}' WHERE name = $1",
+            &[&PIPELINERUN.1],
+        )
+        .await
+        .unwrap();
+    db.client
+        .execute(
+            "UPDATE records SET data = data #- '{status,startTime}' #- '{status,completionTime}' \
+             WHERE name = $1",
+            &[&CHILDREN[1].0],
+        )
+        .await
+        .unwrap();
+    let server = local_server_on(&db.url).await;
+    let child = |i: usize| name(PIPELINERUN.0, CHILDREN[i].0).to_string();
+    server.upload(&child(0), b"cloned\n", 4).await.unwrap();
+
+    let mut lines = follow(&server, &name(PIPELINERUN.0, PIPELINERUN.1).to_string()).await;
+    assert_eq!(lines.next().await.as_deref(), Some("[clone-build] cloned"));
+
+    // The second task starts; its log arrives when the watcher uploads it.
+    stamp_now(&db, CHILDREN[1].0, "startTime").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.upload(&child(1), b"ok 1\nok 2\n", 3).await.unwrap();
+    assert_eq!(lines.next().await.as_deref(), Some("[test] ok 1"));
+    assert_eq!(lines.next().await.as_deref(), Some("[test] ok 2"));
+
+    // Both complete: the response ends.
+    stamp_now(&db, CHILDREN[1].0, "completionTime").await;
+    stamp_now(&db, PIPELINERUN.1, "completionTime").await;
+    assert_eq!(lines.next().await, None);
+}
+
+#[tokio::test]
+async fn a_bad_follow_parameter_is_invalid() {
+    let db = fresh_database().await;
+    let server = local_server_on(&db.url).await;
+    let url = server.rest_url("v1alpha3", &name(TASKRUN.0, TASKRUN.1).to_string());
+    let response = http()
+        .get(format!("{url}?follow=maybe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("follow"));
 }

@@ -7,10 +7,14 @@
 //! DELETE on v1alpha2, upstream's DeleteLog mapping) get 405, and a failure
 //! after the first byte aborts the response instead of appending error text
 //! to a 200 body.
+//!
+//! Beyond upstream: `?follow=true` keeps the response open while the run has
+//! not completed, sending its lines as they arrive, and ends it once the run
+//! has completed (see `logs`).
 
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, Request, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -49,9 +53,42 @@ fn log_name(path: LogPath) -> Result<LogName, ApiError> {
     Ok(LogName::from_parts(&parent, &result, &log)?)
 }
 
-async fn get_log(State(logs): State<Logs>, path: LogPath) -> Result<Response, ApiError> {
+/// The query parameters of a log read; others are ignored, as upstream's
+/// gateway ignores them.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ReadParams {
+    /// `true`: keep the response open and send new lines until the run has
+    /// completed.
+    follow: Option<String>,
+}
+
+fn follow_param(params: ReadQuery) -> Result<bool, ApiError> {
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("invalid query string: {}", rejection.body_text()),
+        )
+    })?;
+    match params.follow.as_deref() {
+        None | Some("false" | "0") => Ok(false),
+        Some("" | "true" | "1") => Ok(true),
+        Some(other) => Err(ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!("follow={other:?}: expected true or false"),
+        )),
+    }
+}
+
+type ReadQuery = Result<Query<ReadParams>, QueryRejection>;
+
+async fn get_log(
+    State(logs): State<Logs>,
+    path: LogPath,
+    params: ReadQuery,
+) -> Result<Response, ApiError> {
     let name = log_name(path)?;
-    let text = logs.text(name.clone()).await?;
+    let follow = follow_param(params)?;
+    let text = logs.text(name.clone(), follow).await?;
     let body = Body::from_stream(text.map(move |chunk| {
         chunk.map_err(|e| {
             // The status line is gone; aborting the chunked body is how the

@@ -23,8 +23,38 @@ use crate::config::{Config, Provider};
 use crate::record::{Page, Position};
 use crate::run::{LogName, Run};
 
+/// When a followed run completes, where that is learnt after the read began:
+/// the API re-reads the run's record while a follower waits, and a backend
+/// ends its follow once the completion (plus the forwarder delay, where the
+/// provider has one) has passed. Empty (`default`) when nothing watches.
+#[derive(Debug, Clone, Default)]
+pub struct Completion(Option<tokio::sync::watch::Receiver<Option<i64>>>);
+
+impl Completion {
+    /// Completion times as `receiver` learns them (ns since the epoch).
+    pub fn watch(receiver: tokio::sync::watch::Receiver<Option<i64>>) -> Self {
+        Self(Some(receiver))
+    }
+
+    /// The completion time learnt so far.
+    pub fn latest(&self) -> Option<i64> {
+        self.0.as_ref().and_then(|receiver| *receiver.borrow())
+    }
+
+    /// Waits until the completion time learnt changes; forever when nothing
+    /// watches (or the watcher has stopped).
+    pub async fn changed(&mut self) {
+        if let Some(receiver) = self.0.as_mut() {
+            if receiver.changed().await.is_ok() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+}
+
 /// What to read from a log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct LogQuery {
     /// The run whose log to read (its `log` is the log name).
     pub run: Run,
@@ -33,6 +63,9 @@ pub struct LogQuery {
     pub after: Option<Position>,
     /// After the history, keep yielding new lines until the log is complete.
     pub follow: bool,
+    /// When following a run that had not completed when the read began: its
+    /// completion, when learnt.
+    pub completion: Completion,
 }
 
 impl LogQuery {
@@ -42,7 +75,14 @@ impl LogQuery {
             run,
             after: None,
             follow: false,
+            completion: Completion::default(),
         }
+    }
+
+    /// The run's completion time: the one known when the read began, else
+    /// the one learnt since.
+    pub fn completion_ns(&self) -> Option<i64> {
+        self.run.completion_ns.or_else(|| self.completion.latest())
     }
 
     /// The whole log named `name`, with nothing known of its run but what the
@@ -67,6 +107,12 @@ impl LogQuery {
         self.follow = follow;
         self
     }
+
+    /// Where the run's completion is learnt while following.
+    pub fn completion(mut self, completion: Completion) -> Self {
+        self.completion = completion;
+        self
+    }
 }
 
 /// What a finished upload stored.
@@ -89,20 +135,22 @@ pub trait LogBackend: Debug + Send + Sync + 'static {
     fn provider(&self) -> &'static str;
 
     /// Reads a log: its pages in order, each record exactly once. The first
-    /// item is `Err(NotFound)` when the log does not exist. The stream holds a
+    /// item is `Err(NotFound)` when the log does not exist. A store keyed by
+    /// name finds the log under `query.run.record`, the run's own record,
+    /// whichever name the request used. The stream holds a
     /// bounded amount of the log at any time, whatever its size, and reads
     /// ahead only as its consumer pulls.
     fn read(&self, query: LogQuery) -> PageStream;
 
-    /// Stores the log of `run` (named `run.log`) from an upload stream,
+    /// Stores the log of `run` (kept under `run.record`) from an upload stream,
     /// writing bytes as they arrive. Where the provider can (see
     /// `docs/providers.md`), the log becomes readable only once the stream has
     /// ended without error, and an upload that fails leaves the previous
     /// complete log untouched.
     async fn write(&self, run: &Run, data: ByteStream) -> Result<WriteSummary>;
 
-    /// Deletes a stored log.
-    async fn delete(&self, name: &LogName) -> Result<()>;
+    /// Deletes the stored log of `run` (kept under `run.record`).
+    async fn delete(&self, run: &Run) -> Result<()>;
 
     /// Checks that the provider is usable (reachable, writable).
     async fn check(&self) -> Result<()>;

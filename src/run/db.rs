@@ -13,7 +13,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use super::tekton::{self, RecordTarget};
-use super::{LogName, ResolveError, Run, RunResolver};
+use super::{LogName, ResolveError, Run, RunKind, RunResolver};
 use crate::backend::retry::RetryPolicy;
 use crate::config::DbConfig;
 
@@ -35,6 +35,30 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
 const RECORD_BY_NAME: &str = "SELECT type, data FROM records \
      WHERE parent = $1 AND result_name = $2 AND name = $3 \
      ORDER BY updated_time DESC LIMIT 1";
+
+/// The most child TaskRuns of one PipelineRun served.
+pub const MAX_CHILDREN: i64 = 5_000;
+
+/// The child TaskRuns of a PipelineRun: the TaskRun records of its result
+/// (where the watcher stores them) whose owner reference or
+/// `tekton.dev/pipelineRunUID` label names the PipelineRun's UID. Only the
+/// fields a child's log needs are read, not whole TaskRun objects.
+const CHILDREN: &str = "SELECT name, type, jsonb_build_object(\
+       'metadata', jsonb_build_object(\
+           'uid', data->'metadata'->'uid', \
+           'name', data->'metadata'->'name', \
+           'labels', jsonb_build_object('tekton.dev/pipelineTask', \
+               data->'metadata'->'labels'->'tekton.dev/pipelineTask')), \
+       'status', jsonb_build_object(\
+           'startTime', data->'status'->'startTime', \
+           'completionTime', data->'status'->'completionTime')) \
+     FROM records \
+     WHERE parent = $1 AND result_name = $2 \
+       AND type IN ('tekton.dev/v1.TaskRun', 'tekton.dev/v1beta1.TaskRun') \
+       AND jsonb_typeof(data) = 'object' \
+       AND (data->'metadata'->'labels'->>'tekton.dev/pipelineRunUID' = $3 \
+            OR data->'metadata'->'ownerReferences' @> jsonb_build_array(jsonb_build_object('uid', $3::text))) \
+     ORDER BY name LIMIT $4";
 
 /// Resolves log names through the Results database.
 #[derive(Debug)]
@@ -113,42 +137,24 @@ impl DbResolver {
         cache.insert(run.log.clone(), (Instant::now(), run.clone()));
     }
 
-    /// The type and data of the record `parent/result/name`, retrying while
-    /// the database cannot be reached.
-    async fn record(
+    /// Runs a query, retrying while the database cannot be reached.
+    async fn query(
         &self,
-        parent: &str,
-        result: &str,
-        name: &str,
-    ) -> Result<Option<(String, serde_json::Value)>, ResolveError> {
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, ResolveError> {
         let mut attempt = 1;
         loop {
             let query = async {
                 let client = self.pool.get().await.map_err(|e| e.to_string())?;
-                client
-                    .query_opt(RECORD_BY_NAME, &[&parent, &result, &name])
-                    .await
-                    .map_err(|e| e.to_string())
+                client.query(sql, params).await.map_err(|e| e.to_string())
             };
             // A half-open connection must not hang a request.
             let outcome = tokio::time::timeout(QUERY_TIMEOUT, query)
                 .await
                 .unwrap_or_else(|_| Err(format!("no answer within {} s", QUERY_TIMEOUT.as_secs())));
             match outcome {
-                Ok(row) => {
-                    return row
-                        .map(|row| {
-                            let record_type: String = row.try_get(0).map_err(column_error)?;
-                            let data: Option<serde_json::Value> =
-                                row.try_get(1).map_err(column_error)?;
-                            let data = data.ok_or_else(|| ResolveError::InvalidRecord {
-                                name: format!("{parent}/results/{result}/records/{name}"),
-                                reason: "the record has no data".to_owned(),
-                            })?;
-                            Ok((record_type, data))
-                        })
-                        .transpose()
-                }
+                Ok(rows) => return Ok(rows),
                 Err(error) if attempt < self.retry.attempts => {
                     let wait = self.retry.delay(attempt, None);
                     tracing::warn!(attempt, %error, wait_ms = wait.as_millis() as u64, "run database query failed; retrying");
@@ -162,6 +168,30 @@ impl DbResolver {
                 }
             }
         }
+    }
+
+    /// The type and data of the record `parent/result/name`.
+    async fn record(
+        &self,
+        parent: &str,
+        result: &str,
+        name: &str,
+    ) -> Result<Option<(String, serde_json::Value)>, ResolveError> {
+        let rows = self
+            .query(RECORD_BY_NAME, &[&parent, &result, &name])
+            .await?;
+        rows.into_iter()
+            .next()
+            .map(|row| {
+                let record_type: String = row.try_get(0).map_err(column_error)?;
+                let data: Option<serde_json::Value> = row.try_get(1).map_err(column_error)?;
+                let data = data.ok_or_else(|| ResolveError::InvalidRecord {
+                    name: format!("{parent}/results/{result}/records/{name}"),
+                    reason: "the record has no data".to_owned(),
+                })?;
+                Ok((record_type, data))
+            })
+            .transpose()
     }
 }
 
@@ -210,6 +240,34 @@ impl RunResolver for DbResolver {
         };
         self.remember(&run);
         Ok(run)
+    }
+
+    async fn children(&self, run: &Run) -> Result<Vec<Run>, ResolveError> {
+        if run.kind != RunKind::PipelineRun {
+            return Ok(Vec::new());
+        }
+        let (parent, result) = (run.record.parent(), run.record.result());
+        let rows = self
+            .query(CHILDREN, &[&parent, &result, &run.uid, &(MAX_CHILDREN + 1)])
+            .await?;
+        if rows.len() as i64 > MAX_CHILDREN {
+            return Err(ResolveError::InvalidRecord {
+                name: run.log.to_string(),
+                reason: format!("the PipelineRun has more than {MAX_CHILDREN} TaskRuns"),
+            });
+        }
+        let mut children = Vec::with_capacity(rows.len());
+        for row in rows {
+            let name: String = row.try_get(0).map_err(column_error)?;
+            let record_type: String = row.try_get(1).map_err(column_error)?;
+            let data: serde_json::Value = row.try_get(2).map_err(column_error)?;
+            if let Some(child) = tekton::child(&run.log, result, &name, &record_type, &data)? {
+                children.push(child);
+            }
+        }
+        // Rows come in name order, so equal start times stay in name order.
+        children.sort_by_key(|child| child.start_ns);
+        Ok(children)
     }
 
     async fn check(&self) -> Result<(), ResolveError> {

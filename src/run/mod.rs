@@ -11,6 +11,8 @@ pub use db::DbResolver;
 pub use name::{LogName, NameError};
 pub use resolve::{NameResolver, ResolveError, RunResolver};
 
+use std::sync::Arc;
+
 /// What kind of Tekton run a log belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunKind {
@@ -35,6 +37,10 @@ impl RunKind {
 pub struct Run {
     /// The log name the request used.
     pub log: LogName,
+    /// The run's own record in log form (`<parent>/results/<result>/logs/<run
+    /// record>`): where a store keyed by name keeps the run's log, whichever
+    /// name (the run's record or its Log record) a request used.
+    pub record: LogName,
     /// TaskRun or PipelineRun.
     pub kind: RunKind,
     /// The UID forwarders label the run's lines with (`tekton.dev/taskRunUID`
@@ -45,6 +51,9 @@ pub struct Run {
     /// When the run completed (ns since the epoch); `None` while it runs or
     /// when unknown.
     pub completion_ns: Option<i64>,
+    /// For a TaskRun of a PipelineRun: its pipeline task (the
+    /// `tekton.dev/pipelineTask` label, else the TaskRun's name).
+    pub task: Option<Arc<str>>,
 }
 
 impl Run {
@@ -53,10 +62,17 @@ impl Run {
     pub fn from_name(log: LogName) -> Self {
         Self {
             uid: log.log().to_owned(),
+            record: log.clone(),
             log,
             kind: RunKind::TaskRun,
             start_ns: None,
             completion_ns: None,
+            task: None,
         }
+    }
+
+    /// Whether the run has completed.
+    pub fn is_complete(&self) -> bool {
+        self.completion_ns.is_some()
     }
 }

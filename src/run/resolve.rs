@@ -39,6 +39,14 @@ pub trait RunResolver: Debug + Send + Sync + 'static {
     /// The run `name` belongs to.
     async fn resolve(&self, name: &LogName) -> Result<Run, ResolveError>;
 
+    /// The TaskRuns of a PipelineRun that have started, in the order they
+    /// started (ties by record name); empty for a TaskRun, and where the
+    /// source cannot tell.
+    async fn children(&self, run: &Run) -> Result<Vec<Run>, ResolveError> {
+        let _ = run;
+        Ok(Vec::new())
+    }
+
     /// Checks that the resolver's source (a database) can be used.
     async fn check(&self) -> Result<(), ResolveError> {
         Ok(())

@@ -4,6 +4,8 @@
 //! `status.completionTime`. A Log record (`results.tekton.dev/v1alpha3.Log`)
 //! points at its run through `spec.resource.uid`.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::{LogName, ResolveError, Run, RunKind};
@@ -81,13 +83,63 @@ pub fn target(
             ));
         }
     }
+    let record = LogName::from_parts(log.parent(), log.result(), record_name)
+        .map_err(|e| invalid(format!("the run's record name is not a log name: {e}")))?;
     Ok(RecordTarget::Run(Run {
         log: log.clone(),
+        record,
         kind,
         uid,
         start_ns,
         completion_ns,
+        task: task_of(data),
     }))
+}
+
+/// The pipeline task of a TaskRun object: its `tekton.dev/pipelineTask`
+/// label, else its name; `None` for neither.
+fn task_of(data: &Value) -> Option<Arc<str>> {
+    [
+        "/metadata/labels/tekton.dev~1pipelineTask",
+        "/metadata/name",
+    ]
+    .iter()
+    .find_map(|path| {
+        data.pointer(path)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    })
+    .map(Arc::from)
+}
+
+/// Reads the record of a child TaskRun of a PipelineRun (whose log name is
+/// `pipeline`): the record `record_name` of result `result`. `Ok(None)` for a
+/// TaskRun that has not started (it has no pod, so no log yet); an error
+/// naming the child record for anything else it cannot read.
+pub fn child(
+    pipeline: &LogName,
+    result: &str,
+    record_name: &str,
+    record_type: &str,
+    data: &Value,
+) -> Result<Option<Run>, ResolveError> {
+    let invalid = |reason: String| ResolveError::InvalidRecord {
+        name: pipeline.to_string(),
+        reason: format!("its TaskRun record {record_name:?} {reason}"),
+    };
+    let log = LogName::from_parts(pipeline.parent(), result, record_name)
+        .map_err(|e| invalid(format!("has a name that is not a log name: {e}")))?;
+    if data.pointer("/status/startTime").is_none_or(Value::is_null) {
+        return Ok(None);
+    }
+    match target(&log, record_name, record_type, data) {
+        Ok(RecordTarget::Run(run)) if run.kind == RunKind::TaskRun => Ok(Some(run)),
+        Ok(_) => Err(invalid(format!("has type {record_type:?}, not a TaskRun"))),
+        Err(ResolveError::InvalidRecord { reason, .. }) => {
+            Err(invalid(format!("is broken: {reason}")))
+        }
+        Err(other) => Err(other),
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +182,61 @@ mod tests {
             panic!("not a run")
         };
         assert_eq!((run.kind, run.completion_ns), (RunKind::PipelineRun, None));
+    }
+
+    #[test]
+    fn a_run_knows_its_own_record_and_task() {
+        let mut data = taskrun(json!({"startTime": "2026-11-25T10:04:38Z"}));
+        let run = |data: &Value| match target(&log(), "00267d8d", "tekton.dev/v1.TaskRun", data)
+            .unwrap()
+        {
+            RecordTarget::Run(run) => run,
+            other => panic!("{other:?}"),
+        };
+        let found = run(&data);
+        assert_eq!(found.record.to_string(), "ns/results/r/logs/00267d8d");
+        assert_eq!(found.task.as_deref(), Some("t"));
+        data["metadata"]["labels"] = json!({"tekton.dev/pipelineTask": "build"});
+        assert_eq!(run(&data).task.as_deref(), Some("build"));
+        // A Log record's run: the run's own record, not the name requested.
+        let named = target(&log(), "0a0b", "tekton.dev/v1.TaskRun", &data).unwrap();
+        let RecordTarget::Run(named) = named else {
+            panic!("not a run")
+        };
+        assert_eq!(named.log, log());
+        assert_eq!(named.record.to_string(), "ns/results/r/logs/0a0b");
+    }
+
+    #[test]
+    fn children_that_have_not_started_are_skipped_and_broken_ones_named() {
+        let pipeline = LogName::parse("ns/results/r/logs/p1").unwrap();
+        let ok = taskrun(json!({"startTime": "2026-11-25T10:04:38Z"}));
+        let child = child(&pipeline, "r", "c1", "tekton.dev/v1beta1.TaskRun", &ok)
+            .unwrap()
+            .unwrap();
+        assert_eq!(child.log.to_string(), "ns/results/r/logs/c1");
+        assert_eq!(child.kind, RunKind::TaskRun);
+        let pending = taskrun(json!({"podName": "x"}));
+        assert_eq!(
+            super::child(&pipeline, "r", "c2", "tekton.dev/v1.TaskRun", &pending).unwrap(),
+            None
+        );
+        let broken = taskrun(json!({"startTime": "soon"}));
+        let err = super::child(&pipeline, "r", "c3", "tekton.dev/v1.TaskRun", &broken)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ns/results/r/logs/p1") && err.contains("\"c3\""),
+            "{err}"
+        );
+        let err = super::child(&pipeline, "r", "c4", "tekton.dev/v1.PipelineRun", &ok)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a TaskRun"), "{err}");
+        let err = super::child(&pipeline, "r", "Bad Name", "tekton.dev/v1.TaskRun", &ok)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a log name"), "{err}");
     }
 
     #[test]

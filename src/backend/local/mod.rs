@@ -1,7 +1,13 @@
 //! The local directory store: the embedded default backend. Logs are files
 //! under a data directory, laid out like upstream's blob layout
-//! (`<namespace>/<result>/<log>/upload.log`), so a directory filled by a
-//! forwarder or an upload reads the same way.
+//! (`<namespace>/<result>/<record>/upload.log`, `<record>` the run's own
+//! record: a log uploaded under its Log record's name and read under its
+//! run's name is one file), so a directory filled by a forwarder or an upload
+//! reads the same way.
+//!
+//! A follower of a run that has not completed waits for its upload (the
+//! Results watcher uploads a log once its run has completed) until
+//! `UPLOAD_WAIT` after the completion.
 //!
 //! Uploads are written to a temporary file under `<root>/.partial/` and
 //! renamed over the log only when complete, so a reader never sees a partial
@@ -36,6 +42,12 @@ pub const PARTIAL_DIR: &str = ".partial";
 /// A temporary upload file older than this is taken for one left behind by
 /// a killed process and deleted by `check`.
 pub const STALE_PARTIAL_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long after a run's completion a follower still waits for its upload.
+pub const UPLOAD_WAIT: Duration = Duration::from_secs(60);
+
+/// How often a follower looks for an upload that has not arrived.
+pub const UPLOAD_POLL: Duration = Duration::from_millis(500);
 
 /// Bytes buffered between an upload stream and the file.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -137,12 +149,12 @@ impl LogBackend for LocalStore {
     }
 
     fn read(&self, query: LogQuery) -> PageStream {
-        let path = self.log_path(query.name());
+        let path = self.log_path(&query.run.record);
         read::pages(path, query).boxed()
     }
 
     async fn write(&self, run: &Run, mut data: ByteStream) -> Result<WriteSummary> {
-        let name = &run.log;
+        let name = &run.record;
         // Dropping `temp_path` on any early return deletes the partial file.
         let (file, temp_path) = self.create_partial().await?.into_parts();
         let mut out =
@@ -185,13 +197,13 @@ impl LogBackend for LocalStore {
         }
     }
 
-    async fn delete(&self, name: &LogName) -> Result<()> {
-        let path = self.log_path(name);
+    async fn delete(&self, run: &Run) -> Result<()> {
+        let path = self.log_path(&run.record);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NotFound {
-                    name: name.to_string(),
+                    name: run.log.to_string(),
                 })
             }
             Err(e) => return Err(io_error("deleting", &path, e)),

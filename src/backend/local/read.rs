@@ -8,14 +8,14 @@
 //! refused rather than read against the new text.
 
 use std::io::{self, SeekFrom};
-use std::path::PathBuf;
-use std::time::UNIX_EPOCH;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use futures::Stream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{io_error, Error, Result};
+use super::{io_error, Error, Result, UPLOAD_POLL, UPLOAD_WAIT};
 use crate::backend::LogQuery;
 use crate::record::{LogRecord, Page, Position};
 
@@ -31,16 +31,11 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 pub const MAX_PAGE_RECORDS: usize = 1024;
 
 /// The pages of the log file at `path`, from `query.after`. A local log is
-/// complete once stored, so `follow` ends with the history.
+/// complete once stored, so `follow` ends with the history; a follower of a
+/// run whose log has not been uploaded yet waits for it (see `wait_open`).
 pub fn pages(path: PathBuf, query: LogQuery) -> impl Stream<Item = Result<Page>> {
     async_stream::try_stream! {
-        let mut file = tokio::fs::File::open(&path).await.map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                Error::NotFound { name: query.name().to_string() }
-            } else {
-                io_error("opening", &path, e)
-            }
-        })?;
+        let mut file = open(&path, &query).await?;
         let metadata = file
             .metadata()
             .await
@@ -109,4 +104,42 @@ pub fn pages(path: PathBuf, query: LogQuery) -> impl Stream<Item = Result<Page>>
             }
         }
     }
+}
+
+/// Opens the log file. A follower of a run known to have started waits for
+/// it while the run has not completed, and until `UPLOAD_WAIT` after it has.
+async fn open(path: &Path, query: &LogQuery) -> Result<tokio::fs::File> {
+    let mut completion = query.completion.clone();
+    loop {
+        match tokio::fs::File::open(path).await {
+            Ok(file) => return Ok(file),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_error("opening", path, e))
+            }
+            Err(_) => {}
+        }
+        let waited_out = query.completion_ns().is_some_and(|done| {
+            let wait = i64::try_from(UPLOAD_WAIT.as_nanos()).unwrap_or(i64::MAX);
+            now_ns() >= done.saturating_add(wait)
+        });
+        // Without a known start (no run database), nothing says a run is
+        // still coming: a missing log is missing.
+        if !query.follow || query.run.start_ns.is_none() || waited_out {
+            return Err(Error::NotFound {
+                name: query.name().to_string(),
+            });
+        }
+        tokio::select! {
+            () = tokio::time::sleep(UPLOAD_POLL) => {}
+            () = completion.changed() => {}
+        }
+    }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .unwrap_or(i64::MAX)
 }

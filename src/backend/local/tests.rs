@@ -67,7 +67,10 @@ async fn unknown_log_is_not_found() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-    let err = store.delete(&name("nope")).await.unwrap_err();
+    let err = store
+        .delete(&Run::from_name(name("nope")))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }
 
@@ -203,10 +206,10 @@ async fn delete_removes_the_log_and_its_empty_directories() {
     let store = LocalStore::new(dir.path());
     store.write(&run("a"), bytes_of(&[b"a\n"])).await.unwrap();
     store.write(&run("b"), bytes_of(&[b"b\n"])).await.unwrap();
-    store.delete(&name("a")).await.unwrap();
+    store.delete(&Run::from_name(name("a"))).await.unwrap();
     assert!(!dir.path().join("ns/res/a").exists());
     assert!(dir.path().join("ns/res/b").exists());
-    store.delete(&name("b")).await.unwrap();
+    store.delete(&Run::from_name(name("b"))).await.unwrap();
     assert!(!dir.path().join("ns").exists());
     assert!(dir.path().exists());
 }

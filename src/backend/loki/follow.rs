@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::client::{now_ns, LokiClient};
 use super::history::{self, HistoryQuery};
-use crate::backend::Result;
+use crate::backend::{Completion, Result};
 use crate::record::{Page, Position};
 
 /// How old a line must be before it is released to followers.
@@ -42,8 +42,14 @@ pub struct FollowQuery {
     /// Start of the run's range (ns, inclusive).
     pub start_ns: i64,
     /// End of the run's range (ns, exclusive) when the run has completed;
-    /// `None` while it runs: follow until the client goes away.
+    /// `None` while it runs: follow until `completion` says it has ended
+    /// (then to its completion plus `forwarder_delay_ns`), or until the
+    /// client goes away.
     pub end_ns: Option<i64>,
+    /// Where the run's completion is learnt while following.
+    pub completion: Completion,
+    /// How long after a run's completion its lines may still arrive.
+    pub forwarder_delay_ns: i64,
     /// Page size.
     pub limit: u32,
     /// Deliver only what comes after this position.
@@ -59,9 +65,15 @@ pub fn pages(client: Arc<LokiClient>, query: FollowQuery) -> impl Stream<Item = 
     async_stream::try_stream! {
         let mut last = query.after;
         let mut wake = Wake::new(client.clone(), query.logql.clone());
+        let mut completion = query.completion.clone();
         loop {
             let released = now_ns().saturating_sub(settle_ns());
-            let upto = query.end_ns.map_or(released, |end| end.min(released));
+            let end_ns = query.end_ns.or_else(|| {
+                completion
+                    .latest()
+                    .map(|done| done.saturating_add(query.forwarder_delay_ns))
+            });
+            let upto = end_ns.map_or(released, |end| end.min(released));
             let from_ok = last.is_none_or(|p| p.ts_ns < upto);
             if upto > query.start_ns && from_ok {
                 let mut pages = history::pages(
@@ -81,10 +93,23 @@ pub fn pages(client: Arc<LokiClient>, query: FollowQuery) -> impl Stream<Item = 
                     yield page;
                 }
             }
-            if query.end_ns.is_some_and(|end| released >= end) {
+            if end_ns.is_some_and(|end| released >= end) {
                 break;
             }
-            wake.wait().await;
+            match end_ns {
+                // The end is known: no need to watch for it.
+                Some(end) => {
+                    let until_end = u64::try_from(end.saturating_sub(released)).unwrap_or(0);
+                    tokio::select! {
+                        () = wake.wait() => {}
+                        () = tokio::time::sleep(Duration::from_nanos(until_end)) => {}
+                    }
+                }
+                None => tokio::select! {
+                    () = wake.wait() => {}
+                    () = completion.changed() => {}
+                },
+            }
         }
     }
 }

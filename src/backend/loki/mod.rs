@@ -35,7 +35,7 @@ use self::query::QueryTemplate;
 use super::retry::RetryPolicy;
 use super::{ByteStream, Error, LogBackend, LogQuery, PageStream, Result, WriteSummary};
 use crate::config::Config;
-use crate::run::{LogName, Run, RunKind};
+use crate::run::{Run, RunKind};
 
 /// The Loki connector.
 #[derive(Debug)]
@@ -232,6 +232,8 @@ impl LogBackend for LokiBackend {
                     logql,
                     start_ns,
                     end_ns,
+                    completion: query.completion.clone(),
+                    forwarder_delay_ns: duration_ns(self.forwarder_delay),
                     limit: self.limit,
                     after: query.after,
                 },
@@ -316,7 +318,7 @@ impl LogBackend for LokiBackend {
         Ok(WriteSummary { bytes })
     }
 
-    async fn delete(&self, _name: &LogName) -> Result<()> {
+    async fn delete(&self, _run: &Run) -> Result<()> {
         Err(Error::Unsupported {
             provider: PROVIDER,
             operation: "deleting logs",
