@@ -70,6 +70,9 @@ struct ConfigArgs {
     /// Data directory of the local store (LOGS_PATH).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// A file of Tekton Results records declaring runs (LOGS_RUNS_FILE).
+    #[arg(long, value_name = "FILE")]
+    runs_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +122,9 @@ fn load_config(args: &ConfigArgs) -> Result<(RawConfig, Config), config::Error> 
     if let Some(dir) = &args.data_dir {
         raw.set(keys::LOGS_PATH, dir.to_string_lossy());
     }
+    if let Some(file) = &args.runs_file {
+        raw.set(keys::LOGS_RUNS_FILE, file.to_string_lossy());
+    }
     let config = Config::from_raw(&raw)?;
     Ok((raw, config))
 }
@@ -148,6 +154,10 @@ async fn check(args: ConfigArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("the {} store is not usable: {e}", backend.provider()))?;
     print_out(&format!("ok: the {} store is usable\n", backend.provider()))?;
+    if config.logs.runs_file.is_some() {
+        build_resolver(&config)?;
+        print_out("ok: the runs file is readable\n")?;
+    }
     if config.db.is_some() {
         build_resolver(&config)?
             .check()
@@ -169,6 +179,7 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
         .check()
         .await
         .map_err(|e| format!("the {} store is not usable: {e}", backend.provider()))?;
+    let resolver = build_resolver(&config)?;
     let address = (config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -186,7 +197,6 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
         chunk_size: config.logs.buffer_size,
         upload_idle_timeout: config.logs.upload_idle_timeout,
     };
-    let resolver = build_resolver(&config)?;
     if let Err(error) = resolver.check().await {
         // Requests get 503 until the database answers; the service starts.
         tracing::warn!(%error, "the run database is not usable yet");
@@ -203,9 +213,12 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
 }
 
 fn build_resolver(config: &Config) -> Result<std::sync::Arc<dyn run::RunResolver>, String> {
-    Ok(match &config.db {
-        Some(db) => std::sync::Arc::new(run::DbResolver::new(db).map_err(|e| e.to_string())?),
-        None => std::sync::Arc::new(run::NameResolver),
+    Ok(match (&config.db, &config.logs.runs_file) {
+        (Some(db), _) => std::sync::Arc::new(run::DbResolver::new(db).map_err(|e| e.to_string())?),
+        (None, Some(file)) => std::sync::Arc::new(
+            run::FileResolver::load(file).map_err(|e| format!("invalid configuration: {e}"))?,
+        ),
+        (None, None) => std::sync::Arc::new(run::NameResolver),
     })
 }
 

@@ -26,6 +26,8 @@ mod loki;
 mod reflection_health;
 /// Run resolution from the Results database.
 mod run_db;
+/// Run resolution from a file of records.
+mod run_file;
 /// Uploads: concurrency, broken streams, mismatched names, delete.
 mod update_log;
 /// The proto layout against upstream's wire bytes.

@@ -30,6 +30,12 @@ pub const LOGS_BUFFER_SIZE: &str = "LOGS_BUFFER_SIZE";
 /// [`DEFAULT_DATA_DIR_DOC`].
 pub const LOGS_PATH: &str = "LOGS_PATH";
 
+/// A file of Tekton Results records (JSON, as the Results API lists them)
+/// declaring the runs behind log names when there is no run database (ours,
+/// not upstream; see `docs/configuration.md`). Not with `DB_HOST`. Default
+/// unset.
+pub const LOGS_RUNS_FILE: &str = "LOGS_RUNS_FILE";
+
 /// Upstream's timestamps switch, unused by its API server (its watcher adds
 /// timestamps when uploading). Read for compatibility and validated. Default
 /// `false`.
@@ -158,6 +164,7 @@ pub const ALL: &[&str] = &[
     LOGS_TYPE,
     LOGS_BUFFER_SIZE,
     LOGS_PATH,
+    LOGS_RUNS_FILE,
     LOGS_TIMESTAMPS,
     LOGS_UPLOAD_IDLE_TIMEOUT,
     LOGGING_PLUGIN_API_URL,

@@ -118,6 +118,9 @@ pub struct LogsConfig {
     pub buffer_size: usize,
     /// Data directory of the embedded local store (`LOGS_PATH`).
     pub path: PathBuf,
+    /// Records declaring runs, when there is no run database
+    /// (`LOGS_RUNS_FILE`).
+    pub runs_file: Option<PathBuf>,
     /// `LOGS_TIMESTAMPS`: unused by upstream's API server (its watcher adds
     /// timestamps when it uploads); kept for the structured API to come.
     pub timestamps: bool,
@@ -302,6 +305,13 @@ impl Config {
             provider: field(raw, keys::LOGS_TYPE, "File", parse_provider)?,
             buffer_size: field(raw, keys::LOGS_BUFFER_SIZE, "32768", parse_buffer_size)?,
             path: field(raw, keys::LOGS_PATH, &default_data_dir(raw), parse_path)?,
+            runs_file: field(raw, keys::LOGS_RUNS_FILE, "", |v| {
+                if v.is_empty() {
+                    Ok(None)
+                } else {
+                    parse_path(v).map(Some)
+                }
+            })?,
             timestamps: field(raw, keys::LOGS_TIMESTAMPS, "false", parse_bool)?,
             upload_idle_timeout: field(
                 raw,
@@ -405,6 +415,14 @@ impl Config {
             )?,
         };
         let db = db_config(raw)?;
+        if let (Some(_), Some(file)) = (&db, &logs.runs_file) {
+            return Err(Error::Invalid {
+                key: keys::LOGS_RUNS_FILE,
+                value: file.display().to_string(),
+                reason: "runs come from the database when DB_HOST is set; set one of the two"
+                    .to_owned(),
+            });
+        }
         Ok(Config {
             server,
             logs,
@@ -418,37 +436,44 @@ impl Config {
     /// password in the API URL is masked.
     pub fn describe(&self) -> String {
         let p = &self.plugin;
-        let mut rows: Vec<(&str, String)> =
-            vec![
-                ("provider", self.logs.provider.to_string()),
-                (
-                    "listen address",
-                    SocketAddr::new(self.server.host, self.server.port).to_string(),
+        let mut rows: Vec<(&str, String)> = vec![
+            ("provider", self.logs.provider.to_string()),
+            (
+                "listen address",
+                SocketAddr::new(self.server.host, self.server.port).to_string(),
+            ),
+            ("log level", self.server.log_level.clone()),
+            (
+                "shutdown timeout",
+                format!("{} s", self.server.shutdown_timeout.as_secs()),
+            ),
+            (
+                "logs API",
+                format!(
+                    "LOGS_API={} (ignored: the Logs APIs are always served)",
+                    self.logs.api
                 ),
-                ("log level", self.server.log_level.clone()),
-                (
-                    "shutdown timeout",
-                    format!("{} s", self.server.shutdown_timeout.as_secs()),
-                ),
-                (
-                    "logs API",
-                    format!(
-                        "LOGS_API={} (ignored: the Logs APIs are always served)",
-                        self.logs.api
-                    ),
-                ),
-                ("data dir", self.logs.path.display().to_string()),
-                ("buffer size", format!("{} bytes", self.logs.buffer_size)),
-                ("timestamps", enabled(self.logs.timestamps).to_owned()),
-                (
-                    "upload idle timeout",
-                    format!("{} s", self.logs.upload_idle_timeout.as_secs()),
-                ),
-                (
-                    "run database",
-                    match &self.db {
+            ),
+            ("data dir", self.logs.path.display().to_string()),
+            ("buffer size", format!("{} bytes", self.logs.buffer_size)),
+            ("timestamps", enabled(self.logs.timestamps).to_owned()),
+            (
+                "upload idle timeout",
+                format!("{} s", self.logs.upload_idle_timeout.as_secs()),
+            ),
+            (
+                "run database",
+                match &self.db {
+                    None => match &self.logs.runs_file {
                         None => "none: runs are resolved from log names (DB_HOST unset)".to_owned(),
-                        Some(db) => format!(
+                        Some(file) => format!(
+                            "none: runs declared in {} (LOGS_RUNS_FILE), others resolved \
+                                 from log names",
+                            file.display()
+                        ),
+                    },
+                    Some(db) => {
+                        format!(
                         "postgres://{}@{}:{}/{} (sslmode {}, password {}, up to {} connections)",
                         db.user,
                         db.host,
@@ -457,10 +482,11 @@ impl Config {
                         db.sslmode,
                         if db.password.is_empty() { "empty" } else { "set" },
                         db.max_connections
-                    ),
-                    },
-                ),
-            ];
+                    )
+                    }
+                },
+            ),
+        ];
         let ca_cert = match &p.ca_cert {
             Some(pem) => {
                 let count = count_certificates(pem).unwrap_or(0);

@@ -3,11 +3,13 @@
 //! to query a provider. A `RunResolver` turns one into the other.
 
 pub mod db;
+pub mod file;
 mod name;
 mod resolve;
 pub mod tekton;
 
 pub use db::DbResolver;
+pub use file::FileResolver;
 pub use name::{LogName, NameError};
 pub use resolve::{NameResolver, ResolveError, RunResolver};
 

@@ -112,6 +112,33 @@ fn task_of(data: &Value) -> Option<Arc<str>> {
     .map(Arc::from)
 }
 
+/// Whether `record_type` is a TaskRun's record type.
+pub fn is_task_run_type(record_type: &str) -> bool {
+    matches!(
+        record_type,
+        "tekton.dev/v1.TaskRun" | "tekton.dev/v1beta1.TaskRun"
+    )
+}
+
+/// Whether the run object `data` belongs to the PipelineRun with UID
+/// `pipeline_uid`: its `tekton.dev/pipelineRunUID` label or one of its owner
+/// references names it (as the database resolver's query checks).
+pub fn is_child_of(data: &Value, pipeline_uid: &str) -> bool {
+    let labelled = data
+        .pointer("/metadata/labels/tekton.dev~1pipelineRunUID")
+        .and_then(Value::as_str)
+        == Some(pipeline_uid);
+    let owned = data
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|owners| {
+            owners
+                .iter()
+                .any(|o| o.get("uid").and_then(Value::as_str) == Some(pipeline_uid))
+        });
+    labelled || owned
+}
+
 /// Reads the record of a child TaskRun of a PipelineRun (whose log name is
 /// `pipeline`): the record `record_name` of result `result`. `Ok(None)` for a
 /// TaskRun that has not started (it has no pod, so no log yet); an error
