@@ -42,6 +42,10 @@ enum Command {
     Get {
         /// The log: <namespace>/results/<result>/logs/<log>.
         name: String,
+        /// Keep printing new lines until the run has completed (over REST,
+        /// `?follow=true`).
+        #[arg(short, long)]
+        follow: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -104,7 +108,16 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Check(args) => check(args).await,
-        Command::Get { name, client } => get(&name, &client.server).await,
+        Command::Get {
+            name,
+            follow: false,
+            client,
+        } => get(&name, &client.server).await,
+        Command::Get {
+            name,
+            follow: true,
+            client,
+        } => follow(&name, &client.server).await,
         Command::Push { name, file, client } => push(&name, file, &client.server).await,
     }
 }
@@ -277,6 +290,45 @@ async fn get(name: &str, server: &str) -> Result<(), String> {
         .flush()
         .await
         .map_err(|e| format!("writing to standard output: {e}"))
+}
+
+/// Prints a log as the server streams it over REST with `?follow=true`.
+async fn follow(name: &str, server: &str) -> Result<(), String> {
+    let (parent, rest) = name
+        .split_once('/')
+        .ok_or_else(|| format!("{name:?} is not <namespace>/results/<result>/logs/<log>"))?;
+    let url = format!(
+        "{}/apis/results.tekton.dev/v1alpha3/parents/{parent}/{rest}?follow=true",
+        server.trim_end_matches('/')
+    );
+    let response = reqwest::Client::new()
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("connecting to {server}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or(body);
+        return Err(format!("{status}: {}", message.trim_end()));
+    }
+    let mut body = response.bytes_stream();
+    let mut stdout = tokio::io::stdout();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("the log stream broke off: {e}"))?;
+        stdout
+            .write_all(&chunk)
+            .await
+            .map_err(|e| format!("writing to standard output: {e}"))?;
+        stdout
+            .flush()
+            .await
+            .map_err(|e| format!("writing to standard output: {e}"))?;
+    }
+    Ok(())
 }
 
 async fn push(name: &str, file: Option<PathBuf>, server: &str) -> Result<(), String> {

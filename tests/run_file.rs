@@ -228,3 +228,54 @@ async fn a_bad_runs_file_stops_start_up_and_check_says_why() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn get_follow_waits_for_a_running_runs_upload_and_prints_it() {
+    // The lint TaskRun, still running.
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs.json");
+    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
+        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
+        "\"podName\": \"lint-pod\"",
+        1,
+    );
+    std::fs::write(&runs, text).unwrap();
+    let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
+    let url = server.url();
+    let solo = name(SOLO.0, SOLO.1).to_string();
+    let follower = tokio::process::Command::new(BIN)
+        .args(["get", "--follow", &solo, "--server", &url])
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The follower is waiting for the upload; the watcher uploads it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server
+        .upload(&name(SOLO.0, LOG_RECORD).to_string(), b"linted\n", 4)
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), follower.wait_with_output())
+        .await
+        .expect("get --follow did not end within 30 s")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"linted\n");
+
+    // A log nobody will upload (no run behind it): an error, at once.
+    let missing = name("r", "nothing-here").to_string();
+    let out = run_command(&["get", "-f", &missing, "--server", &url], &[]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("404") && stderr.contains("nothing-here"),
+        "{stderr}"
+    );
+}
