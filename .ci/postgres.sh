@@ -13,6 +13,12 @@
 #   `postgres` OS user (which the Debian package creates).
 # - Trust authentication, listening only on 127.0.0.1 (a free port) and on a
 #   Unix socket inside the cluster's directory; fsync off (throw-away data).
+# - TLS for the database-TLS tests, when openssl is present (Debian's
+#   postgresql package depends on it): a throw-away CA and a server
+#   certificate for IP 127.0.0.1 only, ssl=on, and exports
+#     TEST_DATABASE_CA=<the CA's PEM file>
+#     TEST_DATABASE_OTHER_CA=<a CA that signed nothing here>
+#   The role `tls_only` may connect over TCP with TLS only (pg_hba).
 #
 # Returns non-zero (never exits the caller's shell itself) on failure.
 
@@ -102,6 +108,46 @@ _trl_pg_cleanup() {
     fi
 }
 
+# Makes a CA, a server certificate for 127.0.0.1 signed by it, and a second
+# CA, under $_TRL_PG_DIR/tls; lets `tls_only` in over TCP with TLS only.
+# Returns non-zero (and the cluster runs without TLS) without openssl.
+_trl_pg_tls() {
+    local tls=$_TRL_PG_DIR/tls
+    if ! command -v openssl >/dev/null 2>&1; then
+        _trl_pg_say "openssl not found: the database runs without TLS, and the database-TLS tests will fail"
+        return 1
+    fi
+    mkdir -p "$tls" || return 1
+    if ! (
+        cd "$tls" &&
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=trl test CA" \
+                -keyout ca.key -out ca.crt &&
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=trl other CA" \
+                -keyout other-ca.key -out other-ca.crt &&
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+                -keyout server.key -out server.csr &&
+            printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >server.ext &&
+            openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+                -days 2 -extfile server.ext -out server.crt
+    ) >"$_TRL_PG_DIR/tls.log" 2>&1; then
+        _trl_pg_say "making test certificates failed; the database runs without TLS:"
+        tail -n 5 "$_TRL_PG_DIR/tls.log" >&2
+        return 1
+    fi
+    chmod 600 "$tls/server.key"
+    chmod 755 "$tls"
+    chmod 644 "$tls/ca.crt" "$tls/other-ca.crt" "$tls/server.crt"
+    if [[ $(id -u) -eq 0 ]]; then
+        chown -R postgres: "$tls" || return 1
+    fi
+    # First match wins: tls_only over TCP needs TLS; everyone else as before.
+    local hba=$_TRL_PG_DIR/data/pg_hba.conf
+    {
+        printf 'hostnossl all tls_only 127.0.0.1/32 reject\n'
+        cat "$hba"
+    } >"$hba.new" && cat "$hba.new" >"$hba" && rm -f "$hba.new"
+}
+
 _trl_pg_start() {
     local bin base port version attempt
     _TRL_PG_TRAP_SET=
@@ -154,14 +200,26 @@ _trl_pg_start() {
         return 1
     fi
 
+    local tls_opts=
+    if _trl_pg_tls; then
+        tls_opts="-c ssl=on -c ssl_cert_file=$_TRL_PG_DIR/tls/server.crt -c ssl_key_file=$_TRL_PG_DIR/tls/server.key"
+    fi
+
     # A port can be taken between choosing and binding it: retry a few times.
     for attempt in 1 2 3 4 5; do
         port=$(_trl_pg_free_port) || { _trl_pg_say "found no free port on 127.0.0.1"; return 1; }
         if _trl_pg_as_owner "$bin/pg_ctl" -D "$_TRL_PG_DIR/data" -l "$_TRL_PG_DIR/postgres.log" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$_TRL_PG_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+            -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$_TRL_PG_DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 $tls_opts" \
             start >/dev/null 2>&1; then
             version=$("$bin/pg_ctl" --version 2>/dev/null | sed -n "s/.*(PostgreSQL) \([0-9.]*\).*/\1/p")
             export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+            if [[ -n "$tls_opts" ]]; then
+                _trl_pg_as_owner "$bin/psql" -h "$_TRL_PG_DIR" -p "$port" -U postgres -d postgres -q \
+                    -c "CREATE ROLE tls_only LOGIN SUPERUSER" >/dev/null 2>&1 ||
+                    _trl_pg_say "creating the tls_only role failed"
+                export TEST_DATABASE_CA="$_TRL_PG_DIR/tls/ca.crt"
+                export TEST_DATABASE_OTHER_CA="$_TRL_PG_DIR/tls/other-ca.crt"
+            fi
             _trl_pg_say "PostgreSQL ${version:-?} listening on 127.0.0.1:$port ($TEST_DATABASE_URL, data in $_TRL_PG_DIR; stopped when this shell exits)"
             return 0
         fi

@@ -26,6 +26,8 @@ mod loki;
 mod reflection_health;
 /// Run resolution from the Results database.
 mod run_db;
+/// TLS to the Results database.
+mod run_db_tls;
 /// Run resolution from a file of records.
 mod run_file;
 /// Uploads: concurrency, broken streams, mismatched names, delete.

@@ -141,10 +141,17 @@ pub const DB_USER: &str = "DB_USER";
 /// Database password; may be empty (trust authentication). Default empty.
 pub const DB_PASSWORD: &str = "DB_PASSWORD";
 
-/// `disable`, `allow` or `prefer` (TLS to the database is not supported
-/// yet, so `require`, `verify-ca` and `verify-full` are refused). Default
+/// TLS to the database, as libpq's `sslmode`: `disable`; `allow` and
+/// `prefer` (TLS when the server offers it); `require` (TLS always; the
+/// certificate checked against `DB_SSLROOTCERT` when that is set); `verify-ca`
+/// (TLS, certificate chain checked against `DB_SSLROOTCERT`); `verify-full`
+/// (as `verify-ca`, and the certificate must name `DB_HOST`). Default
 /// `disable`.
 pub const DB_SSLMODE: &str = "DB_SSLMODE";
+
+/// PEM file of the certificate authorities the database's certificate must
+/// chain to; required for `verify-ca` and `verify-full`. Default unset.
+pub const DB_SSLROOTCERT: &str = "DB_SSLROOTCERT";
 
 /// Largest number of open database connections (the pool size). Default `10`.
 pub const DB_MAX_OPEN_CONNECTIONS: &str = "DB_MAX_OPEN_CONNECTIONS";
@@ -192,6 +199,7 @@ pub const ALL: &[&str] = &[
     DB_USER,
     DB_PASSWORD,
     DB_SSLMODE,
+    DB_SSLROOTCERT,
     DB_MAX_OPEN_CONNECTIONS,
     DB_ENABLE_AUTO_MIGRATION,
 ];

@@ -86,8 +86,11 @@ pub struct DbConfig {
     pub user: String,
     /// `DB_PASSWORD` (may be empty).
     pub password: String,
-    /// `DB_SSLMODE`: `disable`, `allow` or `prefer`.
+    /// `DB_SSLMODE`: `disable`, `allow`, `prefer`, `require`, `verify-ca`
+    /// or `verify-full`.
     pub sslmode: String,
+    /// `DB_SSLROOTCERT`: the CA certificates file, if set.
+    pub sslrootcert: Option<PathBuf>,
     /// `DB_MAX_OPEN_CONNECTIONS`: the pool size.
     pub max_connections: usize,
 }
@@ -222,6 +225,7 @@ impl fmt::Debug for DbConfig {
                 },
             )
             .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
             .field("max_connections", &self.max_connections)
             .finish()
     }
@@ -242,11 +246,17 @@ fn db_config(raw: &RawConfig) -> Result<Option<DbConfig>> {
     let user = raw.get(keys::DB_USER).unwrap_or("").to_owned();
     let password = raw.get(keys::DB_PASSWORD).unwrap_or("").to_owned();
     let sslmode = field(raw, keys::DB_SSLMODE, "disable", |v| match v {
-        "disable" | "allow" | "prefer" => Ok(v.to_owned()),
-        "require" | "verify-ca" | "verify-full" => {
-            Err("TLS to the database is not supported yet; use disable, allow or prefer".to_owned())
+        "disable" | "allow" | "prefer" | "require" | "verify-ca" | "verify-full" => {
+            Ok(v.to_owned())
         }
         _ => Err("expected disable, allow, prefer, require, verify-ca or verify-full".to_owned()),
+    })?;
+    let sslrootcert = field(raw, keys::DB_SSLROOTCERT, "", |v| {
+        if v.is_empty() {
+            Ok(None)
+        } else {
+            parse_path(v).map(Some)
+        }
     })?;
     let max_connections = field(raw, keys::DB_MAX_OPEN_CONNECTIONS, "10", |v| {
         match values::parse_int(v) {
@@ -267,6 +277,16 @@ fn db_config(raw: &RawConfig) -> Result<Option<DbConfig>> {
             reason: "required when DB_HOST is set".to_owned(),
         });
     }
+    if sslrootcert.is_none() && sslmode.starts_with("verify-") {
+        return Err(Error::Invalid {
+            key: keys::DB_SSLROOTCERT,
+            value: String::new(),
+            reason: format!(
+                "required with DB_SSLMODE={sslmode}: the CA certificates to check the database's \
+                 certificate against"
+            ),
+        });
+    }
     Ok(Some(DbConfig {
         host,
         port,
@@ -274,6 +294,7 @@ fn db_config(raw: &RawConfig) -> Result<Option<DbConfig>> {
         user,
         password,
         sslmode,
+        sslrootcert,
         max_connections,
     }))
 }
@@ -474,12 +495,16 @@ impl Config {
                     },
                     Some(db) => {
                         format!(
-                        "postgres://{}@{}:{}/{} (sslmode {}, password {}, up to {} connections)",
+                        "postgres://{}@{}:{}/{} (sslmode {}{}, password {}, up to {} connections)",
                         db.user,
                         db.host,
                         db.port,
                         db.name,
                         db.sslmode,
+                        db.sslrootcert
+                            .as_ref()
+                            .map(|f| format!(", CA certificates {}", f.display()))
+                            .unwrap_or_default(),
                         if db.password.is_empty() { "empty" } else { "set" },
                         db.max_connections
                     )

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 use super::tekton::{self, RecordTarget};
 use super::{LogName, ResolveError, Run, RunKind, RunResolver};
@@ -77,17 +76,18 @@ impl DbResolver {
             .dbname(&config.name)
             .user(&config.user)
             .connect_timeout(CONNECT_TIMEOUT)
-            .application_name("tekton-results-logs")
-            .ssl_mode(match config.sslmode.as_str() {
-                "prefer" => tokio_postgres::config::SslMode::Prefer,
-                _ => tokio_postgres::config::SslMode::Disable,
-            });
+            .application_name("tekton-results-logs");
+        let (tls, ssl_mode) =
+            super::db_tls::connector(config).map_err(|message| ResolveError::Unavailable {
+                message: format!("setting up TLS to the database: {message}"),
+            })?;
+        pg.ssl_mode(ssl_mode);
         if !config.password.is_empty() {
             pg.password(&config.password);
         }
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -146,8 +146,8 @@ impl DbResolver {
         let mut attempt = 1;
         loop {
             let query = async {
-                let client = self.pool.get().await.map_err(|e| e.to_string())?;
-                client.query(sql, params).await.map_err(|e| e.to_string())
+                let client = self.pool.get().await.map_err(|e| describe(&e))?;
+                client.query(sql, params).await.map_err(|e| describe(&e))
             };
             // A half-open connection must not hang a request.
             let outcome = tokio::time::timeout(QUERY_TIMEOUT, query)
@@ -193,6 +193,22 @@ impl DbResolver {
             })
             .transpose()
     }
+}
+
+/// An error and its causes, `outer: inner: ...`: the pool's and the client's
+/// own messages ("db error") say little without the server's reason.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn column_error(error: tokio_postgres::Error) -> ResolveError {
@@ -276,13 +292,13 @@ impl RunResolver for DbResolver {
             .get()
             .await
             .map_err(|e| ResolveError::Unavailable {
-                message: e.to_string(),
+                message: describe(&e),
             })?;
         client
             .query_opt("SELECT 1 FROM records LIMIT 1", &[])
             .await
             .map_err(|e| ResolveError::Unavailable {
-                message: format!("reading the records table: {e}"),
+                message: format!("reading the records table: {}", describe(&e)),
             })?;
         Ok(())
     }

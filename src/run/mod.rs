@@ -3,6 +3,7 @@
 //! to query a provider. A `RunResolver` turns one into the other.
 
 pub mod db;
+mod db_tls;
 pub mod file;
 mod name;
 mod resolve;
