@@ -615,17 +615,64 @@ async fn follow(server: &TestServer, log: &str) -> LineReader {
     LineReader::new(response)
 }
 
-/// Sets `status.<field>` of record `record` to the database's current time.
-async fn stamp_now(db: &crate::support_db::TestDb, record: &str, field: &str) {
+/// Sets `status.<field>` of record `record` to `at` (ns since the epoch),
+/// in whole seconds as Kubernetes writes times; returns the time written.
+async fn stamp(db: &crate::support_db::TestDb, record: &str, field: &str, at: i64) -> i64 {
+    let seconds = at.div_euclid(1_000_000_000);
     db.client
         .execute(
-            "UPDATE records SET data = jsonb_set(data, ARRAY['status', $2::text], \
-             to_jsonb(to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))) \
+            "UPDATE records SET data = jsonb_set(data, ARRAY['status', $2::text], to_jsonb($3::text)) \
              WHERE name = $1",
-            &[&record, &field],
+            &[&record, &field, &rfc3339(seconds)],
         )
         .await
         .unwrap();
+    seconds * 1_000_000_000
+}
+
+/// Sets `status.<field>` of record `record` to now.
+async fn stamp_now(db: &crate::support_db::TestDb, record: &str, field: &str) -> i64 {
+    stamp(db, record, field, now_ns()).await
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
+fn rfc3339(seconds: i64) -> String {
+    let (days, secs) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date, counting in 400-year eras that
+    // start on 0000-03-01.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+#[test]
+fn rfc3339_writes_what_the_parser_reads() {
+    for seconds in [0, 951_782_400, 1_795_601_078, 4_107_542_399, 1_709_164_800] {
+        let text = rfc3339(seconds);
+        assert_eq!(
+            parse_rfc3339_ns(&text),
+            Some(seconds * 1_000_000_000),
+            "{text}"
+        );
+    }
+    assert_eq!(rfc3339(1_795_601_078), "2026-11-25T10:04:38Z");
 }
 
 fn now_ns() -> i64 {
@@ -669,13 +716,12 @@ async fn a_running_task_run_is_followed_until_its_record_shows_completion() {
         lines.next().await.as_deref(),
         Some("container-step-run: message=two")
     );
-    // The run completes: the follower gets what came before, then the end.
-    // (Completion times have whole seconds: the line is stamped before.)
-    loki.push_lines(
-        &labels,
-        &[(now_ns() - 1_500_000_000, line("three").as_str())],
-    );
-    stamp_now(&db, RUNNING.1, "completionTime").await;
+    // The run completes (a second from now, in whole seconds): the follower
+    // gets what came before, then the end.
+    let three = now_ns();
+    loki.push_lines(&labels, &[(three, line("three").as_str())]);
+    let done = stamp(&db, RUNNING.1, "completionTime", three + 1_000_000_000).await;
+    assert!(done > three);
     assert_eq!(
         lines.next().await.as_deref(),
         Some("container-step-run: message=three")
@@ -734,4 +780,81 @@ async fn a_bad_follow_parameter_is_invalid() {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("follow"));
+}
+
+#[tokio::test]
+async fn a_running_pipeline_run_is_followed_on_loki_without_waiting_out_the_forwarder_delay() {
+    let db = fresh_database().await;
+    // The PipelineRun and its first task run; the second has not started.
+    for (record, fields) in [
+        (PIPELINERUN.1, "'{status,completionTime}'"),
+        (CHILDREN[0].0, "'{status,completionTime}'"),
+    ] {
+        db.client
+            .execute(
+                &format!("UPDATE records SET data = data #- {fields} WHERE name = $1"),
+                &[&record],
+            )
+            .await
+            .unwrap();
+    }
+    db.client
+        .execute(
+            "UPDATE records SET data = data #- '{status,startTime}' #- '{status,completionTime}' \
+             WHERE name = $1",
+            &[&CHILDREN[1].0],
+        )
+        .await
+        .unwrap();
+    let loki = FakeLoki::start(FakeLokiConfig::default());
+    let labels = [
+        ("log_type", "application"),
+        ("kubernetes_namespace_name", NS),
+    ];
+    let line = |text: &str, child: usize, step: &str| {
+        viaq(text, step, CHILDREN[child].0, Some(PIPELINERUN.1))
+    };
+    loki.push_lines(
+        &labels,
+        &[(
+            now_ns() - 3_000_000_000,
+            line("cloning", 0, "step-clone").as_str(),
+        )],
+    );
+    // The default forwarder delay, 10 minutes: a task's follow must not wait
+    // it out before the next task's lines.
+    let server = server_on(&db.url, &loki, &[]).await;
+    let mut lines = follow(&server, &name(PIPELINERUN.0, PIPELINERUN.1).to_string()).await;
+    assert_eq!(
+        lines.next().await.as_deref(),
+        Some("[clone-build] container-step-clone: message=cloning")
+    );
+
+    // The second task starts and prints while the first still runs; then
+    // the first completes.
+    stamp_now(&db, CHILDREN[1].0, "startTime").await;
+    let now = now_ns();
+    loki.push_lines(&labels, &[(now, line("testing", 1, "step-test").as_str())]);
+    loki.push_lines(&labels, &[(now, line("cloned", 0, "step-clone").as_str())]);
+    stamp(&db, CHILDREN[0].0, "completionTime", now + 1_000_000_000).await;
+    assert_eq!(
+        lines.next().await.as_deref(),
+        Some("[clone-build] container-step-clone: message=cloned")
+    );
+    assert_eq!(
+        lines.next().await.as_deref(),
+        Some("[test] container-step-test: message=testing")
+    );
+
+    // Both complete: the end, without waiting for the forwarder delay of the
+    // PipelineRun's own range either.
+    let now = now_ns();
+    loki.push_lines(&labels, &[(now, line("passed", 1, "step-test").as_str())]);
+    stamp(&db, CHILDREN[1].0, "completionTime", now + 1_000_000_000).await;
+    stamp(&db, PIPELINERUN.1, "completionTime", now + 1_000_000_000).await;
+    assert_eq!(
+        lines.next().await.as_deref(),
+        Some("[test] container-step-test: message=passed")
+    );
+    assert_eq!(lines.next().await, None);
 }

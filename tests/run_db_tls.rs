@@ -56,7 +56,8 @@ async fn runs_resolve_over_tls_checked_as_sslmode_says() {
 
     // Checked fully: the right CA and the name on the certificate.
     for mode in ["verify-full", "verify-ca", "require"] {
-        let config = tls_config(&db.url,
+        let config = tls_config(
+            &db.url,
             "127.0.0.1",
             &[("DB_SSLMODE", mode), ("DB_SSLROOTCERT", &ca)],
         )
@@ -77,7 +78,8 @@ async fn runs_resolve_over_tls_checked_as_sslmode_says() {
 
     // A certificate from another CA is refused, in every checking mode.
     for mode in ["verify-full", "verify-ca", "require"] {
-        let config = tls_config(&db.url,
+        let config = tls_config(
+            &db.url,
             "127.0.0.1",
             &[("DB_SSLMODE", mode), ("DB_SSLROOTCERT", &other_ca)],
         )
@@ -92,7 +94,8 @@ async fn runs_resolve_over_tls_checked_as_sslmode_says() {
     // The certificate names 127.0.0.1 only: reached as localhost, verify-full
     // refuses it and verify-ca does not check the name.
     let by_name = |mode: &'static str| {
-        tls_config(&db.url,
+        tls_config(
+            &db.url,
             "localhost",
             &[("DB_SSLMODE", mode), ("DB_SSLROOTCERT", &ca)],
         )
@@ -118,7 +121,8 @@ fn tls_settings_are_checked_before_connecting() {
         (empty.clone(), "no PEM certificate"),
         (dir.path().join("absent.pem"), "absent.pem"),
     ] {
-        let config = tls_config(url,
+        let config = tls_config(
+            url,
             "127.0.0.1",
             &[
                 ("DB_SSLMODE", "verify-ca"),

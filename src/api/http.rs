@@ -9,8 +9,10 @@
 //! to a 200 body.
 //!
 //! Beyond upstream: `?follow=true` keeps the response open while the run has
-//! not completed, sending its lines as they arrive, and ends it once the run
-//! has completed (see `logs`).
+//! not completed, sending its lines as they arrive, and ends it once the run's
+//! record shows its completion (see `logs`). Without a run database nothing
+//! says when a run completes: a Loki follow then lasts until the client
+//! leaves, and the local store's ends with the stored log.
 
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};

@@ -22,8 +22,8 @@ use futures::StreamExt;
 use super::status::ApiError;
 use crate::backend::{self, ByteStream, Completion, LogBackend, LogQuery, WriteSummary};
 use crate::pipeline::{live_text_chunks, text_chunks};
-use crate::record::Page;
-use crate::run::{LogName, Run, RunKind, RunResolver};
+use crate::record::{LogRecord, Page};
+use crate::run::{LogName, ResolveError, Run, RunKind, RunResolver};
 
 /// A log body on its way out: text chunks; an `Err` ends it.
 pub type TextStream = BoxStream<'static, Result<Bytes, ApiError>>;
@@ -34,6 +34,16 @@ pub type PageStream = BoxStream<'static, Result<Page, ApiError>>;
 /// How often a follower re-reads the record of a run that has not completed,
 /// and re-lists the TaskRuns of a PipelineRun.
 pub const RUN_REFRESH: Duration = Duration::from_secs(2);
+
+/// How long a follower's response waits for the log's first bytes before it
+/// starts without them (errors after that end the response abruptly).
+pub const FIRST_CHUNK_WAIT: Duration = Duration::from_secs(1);
+
+/// How long after a followed PipelineRun's TaskRun completes its lines are
+/// still read before the next TaskRun's: a little more than a forwarder
+/// takes to ship a line (a full forwarder delay per task would hold the
+/// next tasks' lines back for minutes).
+pub const TASK_FOLLOW_GRACE: Duration = Duration::from_secs(5);
 /// How the front ends serve logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -78,7 +88,10 @@ impl Logs {
 
     /// Opens a log as text chunks; with `follow`, new lines keep coming
     /// until the run has completed. Waits for the first chunk, so that a
-    /// missing log or a failing store is an `Err` here, not a broken stream.
+    /// missing log or a failing store is an `Err` here, not a broken stream;
+    /// a follower waits at most `FIRST_CHUNK_WAIT` (a running run may have no
+    /// line yet, and clients and proxies give up on a response that does
+    /// not start).
     pub async fn text(&self, name: LogName, follow: bool) -> Result<TextStream, ApiError> {
         let run = self.resolver.resolve(&name).await?;
         let pages = self.pages(run, follow);
@@ -88,7 +101,17 @@ impl Logs {
         } else {
             text_chunks(pages, size).boxed()
         };
-        match chunks.next().await {
+        let first = if follow {
+            // Dropping a pending `next` loses nothing: the stream is polled
+            // again by the response.
+            match tokio::time::timeout(FIRST_CHUNK_WAIT, chunks.next()).await {
+                Ok(first) => first,
+                Err(_) => return Ok(chunks),
+            }
+        } else {
+            chunks.next().await
+        };
+        match first {
             None => Ok(stream::empty().boxed()),
             Some(Err(e)) => Err(e),
             Some(Ok(first)) => Ok(stream::once(async { Ok(first) }).chain(chunks).boxed()),
@@ -111,7 +134,7 @@ impl Logs {
     /// completed learns its completion from its record.
     fn query(&self, run: Run, follow: bool) -> LogQuery {
         let completion = if follow {
-            self.completion(&run)
+            self.completion(&run, Completion::default())
         } else {
             Completion::default()
         };
@@ -119,9 +142,11 @@ impl Logs {
     }
 
     /// Watches the record of `run` until it shows a completion time, while
-    /// someone holds the returned handle. Nothing to watch for a completed
-    /// run, or one whose times are unknown (no run database).
-    fn completion(&self, run: &Run) -> Completion {
+    /// someone holds the returned handle; when `parent` (a PipelineRun's)
+    /// completes first, that completion ends the run too (its record may
+    /// never show one, e.g. when it was deleted). Nothing to watch for a
+    /// completed run, or one whose times are unknown (no run database).
+    fn completion(&self, run: &Run, mut parent: Completion) -> Completion {
         if run.is_complete() || run.start_ns.is_none() {
             return Completion::default();
         }
@@ -133,6 +158,13 @@ impl Logs {
                 tokio::select! {
                     () = sender.closed() => return,
                     () = tokio::time::sleep(RUN_REFRESH) => {}
+                    () = parent.changed() => {
+                        if let Some(done) = parent.latest() {
+                            let _ = sender.send(Some(done));
+                            return;
+                        }
+                        continue;
+                    }
                 }
                 match resolver.resolve(&record).await {
                     Ok(run) if run.completion_ns.is_some() => {
@@ -150,20 +182,32 @@ impl Logs {
     }
 
     /// The TaskRuns' logs of a PipelineRun, in the order they started, each
-    /// record marked with its task; a follower also gets the TaskRuns that
-    /// start later, until the PipelineRun has completed.
+    /// record marked with its task and each ending with a line end; a
+    /// follower also gets the TaskRuns that start later, until the
+    /// PipelineRun has completed.
     fn pipeline_pages(self, run: Run, follow: bool) -> PageStream {
         async_stream::try_stream! {
             let mut pipeline_done = Completion::default();
             if follow {
-                pipeline_done = self.completion(&run);
+                pipeline_done = self.completion(&run, Completion::default());
             }
             // UIDs of the TaskRuns served; bounded by run::db::MAX_CHILDREN.
             let mut served: HashSet<String> = HashSet::new();
             let mut found = false;
+            let mut listed_once = false;
             loop {
                 let done = !follow || run.is_complete() || pipeline_done.latest().is_some();
-                let children = self.resolver.children(&run).await?;
+                let children = match self.resolver.children(&run).await {
+                    Ok(children) => children,
+                    // Once streaming, a database outage is waited out.
+                    Err(error) if listed_once && !done => {
+                        tracing::warn!(run = %run.log, %error, "listing the TaskRuns of a followed PipelineRun failed; trying again");
+                        tokio::time::sleep(RUN_REFRESH).await;
+                        continue;
+                    }
+                    Err(error) => Err(error)?,
+                };
+                listed_once = true;
                 let mut new = 0;
                 for child in children {
                     if !served.insert(child.uid.clone()) {
@@ -171,20 +215,54 @@ impl Logs {
                     }
                     new += 1;
                     let task = child.task.clone();
-                    let mut pages = self.backend.read(self.query(child, follow));
+                    // A completed TaskRun is read whole; a running one is
+                    // followed until shortly after it completes.
+                    let follow_child = follow && !child.is_complete();
+                    let query = if follow_child {
+                        let completion = self.completion(&child, pipeline_done.clone());
+                        LogQuery::for_run(child)
+                            .follow(true)
+                            .completion(completion)
+                            .follow_grace(Some(TASK_FOLLOW_GRACE))
+                    } else {
+                        LogQuery::for_run(child)
+                    };
+                    let mut pages = self.backend.read(query);
+                    // The last record read, when it has no line end: held
+                    // back until the next page shows whether the line goes on.
+                    let mut open_line: Option<LogRecord> = None;
                     let mut first = true;
+                    let mut missing = false;
                     while let Some(page) = pages.next().await {
                         let mut page = match page {
                             // This TaskRun has no log (the store has no upload of it).
-                            Err(backend::Error::NotFound { .. }) if first => break,
+                            Err(backend::Error::NotFound { .. }) if first => {
+                                missing = true;
+                                break;
+                            }
                             other => other?,
                         };
                         first = false;
-                        found = true;
+                        if let Some(record) = open_line.take() {
+                            page.records.insert(0, record);
+                        }
+                        if page.records.last().is_some_and(|r| !r.terminated) {
+                            open_line = page.records.pop();
+                        }
                         for record in &mut page.records {
                             record.task.clone_from(&task);
                         }
-                        yield page;
+                        if !page.records.is_empty() {
+                            yield page;
+                        }
+                    }
+                    // An empty log is a log too.
+                    found |= !missing;
+                    if let Some(mut record) = open_line {
+                        // The task's last line: the next task starts a line.
+                        record.terminated = true;
+                        record.task.clone_from(&task);
+                        yield Page { records: vec![record] };
                     }
                 }
                 if done {
@@ -198,7 +276,8 @@ impl Logs {
                 }
             }
             if !found {
-                let mut pages = self.backend.read(LogQuery::for_run(run));
+                // No TaskRun has a log: the PipelineRun's own (an upload of it).
+                let mut pages = self.backend.read(self.query(run, follow));
                 while let Some(page) = pages.next().await {
                     yield page?;
                 }
@@ -215,9 +294,15 @@ impl Logs {
         Ok(self.backend.write(&run, data).await?)
     }
 
-    /// Deletes a log.
+    /// Deletes a log: the one stored for its run (a PipelineRun's own
+    /// upload, not its TaskRuns' logs). A name whose record is gone (as after
+    /// the Results retention policy ran) deletes what is stored under it.
     pub async fn delete(&self, name: &LogName) -> Result<(), ApiError> {
-        let run = self.resolver.resolve(name).await?;
+        let run = match self.resolver.resolve(name).await {
+            Ok(run) => run,
+            Err(ResolveError::NotFound { .. }) => Run::from_name(name.clone()),
+            Err(other) => return Err(other.into()),
+        };
         Ok(self.backend.delete(&run).await?)
     }
 }

@@ -66,6 +66,11 @@ pub struct LogQuery {
     /// When following a run that had not completed when the read began: its
     /// completion, when learnt.
     pub completion: Completion,
+    /// How long after the run's completion a follow keeps reading; `None`:
+    /// as long as the provider's lines may take to arrive (Loki: the
+    /// forwarder delay). The TaskRuns of a followed PipelineRun use a short
+    /// one, so that the next task's lines are not held up.
+    pub follow_grace: Option<std::time::Duration>,
 }
 
 impl LogQuery {
@@ -76,6 +81,7 @@ impl LogQuery {
             after: None,
             follow: false,
             completion: Completion::default(),
+            follow_grace: None,
         }
     }
 
@@ -111,6 +117,12 @@ impl LogQuery {
     /// Where the run's completion is learnt while following.
     pub fn completion(mut self, completion: Completion) -> Self {
         self.completion = completion;
+        self
+    }
+
+    /// How long after the run's completion a follow keeps reading.
+    pub fn follow_grace(mut self, grace: Option<std::time::Duration>) -> Self {
+        self.follow_grace = grace;
         self
     }
 }

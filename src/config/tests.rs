@@ -529,7 +529,13 @@ fn the_database_is_configured_by_db_host() {
         error(&[(keys::DB_HOST, "db")]),
         "DB_USER=\"\": required when DB_HOST is set"
     );
-    assert!(error(&[(keys::DB_SSLMODE, "verify-full")]).contains("not supported yet"));
+    assert!(error(&[(keys::DB_SSLMODE, "secure")]).contains("expected disable, allow"));
+    assert!(error(&[
+        (keys::DB_HOST, "db"),
+        (keys::DB_USER, "u"),
+        (keys::DB_SSLMODE, "verify-ca")
+    ])
+    .starts_with("DB_SSLROOTCERT=\"\": required with DB_SSLMODE=verify-ca"));
     assert!(error(&[(keys::DB_PORT, "x")]).starts_with("DB_PORT=\"x\""));
     assert!(error(&[(keys::DB_MAX_OPEN_CONNECTIONS, "-1")]).contains("0 to 1000"));
 }

@@ -1,6 +1,6 @@
 //! The text chunker: records to the upstream text format (each record's bytes,
-//! plus `\n` where the source line had one; a line of a record that names its
-//! pipeline task starts with `[<task>] `), cut into chunks of exactly
+//! plus `\n` where the source line had one; a line whose first record names
+//! its pipeline task starts with `[<task>] `), cut into chunks of exactly
 //! `chunk_size` bytes at byte offsets (the last one shorter), as upstream's
 //! `LOGS_BUFFER_SIZE` writer does. Holds at most one chunk.
 
@@ -42,7 +42,6 @@ where
         let mut out = BytesMut::with_capacity(chunk_size);
         // Whether the next record starts a line (the one before ended one).
         let mut at_line_start = true;
-        let mut last_task = None;
         let mut ready = None;
         loop {
             let next = match ready.take() {
@@ -58,23 +57,11 @@ where
                 }
             };
             for record in page.records {
-                // Another task's log starts a line, even where the last
-                // line of the one before had no line end.
-                let new_task = record.task.is_some() && record.task != last_task;
-                let mut start = Vec::new();
-                if new_task && !at_line_start {
-                    start.push(b'\n');
-                    at_line_start = true;
-                }
-                if at_line_start {
-                    if let Some(task) = &record.task {
-                        start.extend_from_slice(format!("[{task}] ").as_bytes());
-                    }
-                }
-                if new_task {
-                    last_task.clone_from(&record.task);
-                }
-                for mut rest in [start.as_slice(), &record.message[..]] {
+                let prefix = match &record.task {
+                    Some(task) if at_line_start => format!("[{task}] "),
+                    _ => String::new(),
+                };
+                for mut rest in [prefix.as_bytes(), &record.message[..]] {
                     while !rest.is_empty() {
                         let room = chunk_size - out.len();
                         let (now, later) = rest.split_at(room.min(rest.len()));
@@ -185,21 +172,11 @@ mod tests {
         pages
     }
 
-    /// What a merged log reads as: each line of a task's log starts with
-    /// `[task] `, and each task's log starts on a line of its own.
+    /// What a merged log reads as: each line that starts with a record of a
+    /// task starts with `[task] `.
     fn rendered(logs: &[(Option<&str>, Vec<u8>)]) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut last: Option<&str> = None;
         for (task, text) in logs {
-            if text.is_empty() {
-                continue;
-            }
-            if task.is_some() && *task != last {
-                if !out.is_empty() && out.last() != Some(&b'\n') {
-                    out.push(b'\n');
-                }
-                last = *task;
-            }
             for line in text.split_inclusive(|b| *b == b'\n') {
                 if let Some(task) = task {
                     if out.is_empty() || out.last() == Some(&b'\n') {
@@ -213,10 +190,11 @@ mod tests {
     }
 
     #[test]
-    fn lines_of_a_task_are_marked_and_each_task_starts_a_line() {
+    fn lines_of_a_task_are_marked_where_they_start() {
         let logs = [
-            (Some("clone"), b"a\nlong line".to_vec()),
-            (Some("test"), b"b\n".to_vec()),
+            (Some("clone"), b"a\nlong line\n".to_vec()),
+            (Some("test"), b"b\nc".to_vec()),
+            (None, b"d\n".to_vec()),
         ];
         let out: Vec<Bytes> = chunks(task_pages(&logs, 4), 5)
             .into_iter()
@@ -224,7 +202,7 @@ mod tests {
             .collect();
         assert_eq!(
             String::from_utf8(out.concat()).unwrap(),
-            "[clone] a\n[clone] long line\n[test] b\n"
+            "[clone] a\n[clone] long line\n[test] b\n[test] cd\n"
         );
     }
 

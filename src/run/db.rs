@@ -40,23 +40,26 @@ pub const MAX_CHILDREN: i64 = 5_000;
 
 /// The child TaskRuns of a PipelineRun: the TaskRun records of its result
 /// (where the watcher stores them) whose owner reference or
-/// `tekton.dev/pipelineRunUID` label names the PipelineRun's UID. Only the
-/// fields a child's log needs are read, not whole TaskRun objects.
-const CHILDREN: &str = "SELECT name, type, jsonb_build_object(\
-       'metadata', jsonb_build_object(\
-           'uid', data->'metadata'->'uid', \
-           'name', data->'metadata'->'name', \
-           'labels', jsonb_build_object('tekton.dev/pipelineTask', \
-               data->'metadata'->'labels'->'tekton.dev/pipelineTask')), \
-       'status', jsonb_build_object(\
-           'startTime', data->'status'->'startTime', \
-           'completionTime', data->'status'->'completionTime')) \
-     FROM records \
-     WHERE parent = $1 AND result_name = $2 \
-       AND type IN ('tekton.dev/v1.TaskRun', 'tekton.dev/v1beta1.TaskRun') \
-       AND jsonb_typeof(data) = 'object' \
-       AND (data->'metadata'->'labels'->>'tekton.dev/pipelineRunUID' = $3 \
-            OR data->'metadata'->'ownerReferences' @> jsonb_build_array(jsonb_build_object('uid', $3::text))) \
+/// `tekton.dev/pipelineRunUID` label names the PipelineRun's UID, the newest
+/// row of each name (names are not unique in the schema). Only the fields a
+/// child's log needs are read, not whole TaskRun objects.
+const CHILDREN: &str = "SELECT name, type, fields FROM (\
+       SELECT DISTINCT ON (name) name, type, jsonb_build_object(\
+           'metadata', jsonb_build_object(\
+               'uid', data->'metadata'->'uid', \
+               'name', data->'metadata'->'name', \
+               'labels', jsonb_build_object('tekton.dev/pipelineTask', \
+                   data->'metadata'->'labels'->'tekton.dev/pipelineTask')), \
+           'status', jsonb_build_object(\
+               'startTime', data->'status'->'startTime', \
+               'completionTime', data->'status'->'completionTime')) AS fields \
+       FROM records \
+       WHERE parent = $1 AND result_name = $2 AND name IS NOT NULL \
+         AND type IN ('tekton.dev/v1.TaskRun', 'tekton.dev/v1beta1.TaskRun') \
+         AND jsonb_typeof(data) = 'object' \
+         AND (data->'metadata'->'labels'->>'tekton.dev/pipelineRunUID' = $3 \
+              OR data->'metadata'->'ownerReferences' @> jsonb_build_array(jsonb_build_object('uid', $3::text))) \
+       ORDER BY name, updated_time DESC) AS newest \
      ORDER BY name LIMIT $4";
 
 /// Resolves log names through the Results database.

@@ -54,8 +54,10 @@ pub struct Run {
     /// When the run completed (ns since the epoch); `None` while it runs or
     /// when unknown.
     pub completion_ns: Option<i64>,
-    /// For a TaskRun of a PipelineRun: its pipeline task (the
-    /// `tekton.dev/pipelineTask` label, else the TaskRun's name).
+    /// What a PipelineRun's merged log calls the run's lines: its pipeline
+    /// task (the `tekton.dev/pipelineTask` label), else the run's name; set
+    /// for every run read from a record, used only when the run is a
+    /// TaskRun of a PipelineRun being read.
     pub task: Option<Arc<str>>,
 }
 

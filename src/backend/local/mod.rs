@@ -87,6 +87,13 @@ impl LocalStore {
         self.log_dir(name).join(LOG_FILE)
     }
 
+    /// Where an earlier version kept the log of `run` when it was uploaded
+    /// under another name than its run's record (a Log record's): read and
+    /// deleted there when the run's own place has nothing.
+    fn legacy_path(&self, run: &Run) -> Option<PathBuf> {
+        (run.log != run.record).then(|| self.log_path(&run.log))
+    }
+
     /// The directory of in-progress uploads.
     pub fn partial_dir(&self) -> PathBuf {
         self.root.join(PARTIAL_DIR)
@@ -150,7 +157,8 @@ impl LogBackend for LocalStore {
 
     fn read(&self, query: LogQuery) -> PageStream {
         let path = self.log_path(&query.run.record);
-        read::pages(path, query).boxed()
+        let legacy = self.legacy_path(&query.run);
+        read::pages(path, legacy, query).boxed()
     }
 
     async fn write(&self, run: &Run, mut data: ByteStream) -> Result<WriteSummary> {
@@ -198,8 +206,15 @@ impl LogBackend for LocalStore {
     }
 
     async fn delete(&self, run: &Run) -> Result<()> {
-        let path = self.log_path(&run.record);
-        match tokio::fs::remove_file(&path).await {
+        let mut path = self.log_path(&run.record);
+        let mut result = tokio::fs::remove_file(&path).await;
+        if let (Err(e), Some(legacy)) = (&result, self.legacy_path(run)) {
+            if e.kind() == io::ErrorKind::NotFound {
+                result = tokio::fs::remove_file(&legacy).await;
+                path = legacy;
+            }
+        }
+        match result {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NotFound {

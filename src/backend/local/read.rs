@@ -8,7 +8,7 @@
 //! refused rather than read against the new text.
 
 use std::io::{self, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
@@ -30,12 +30,17 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 /// make pages of tens of thousands of records.
 pub const MAX_PAGE_RECORDS: usize = 1024;
 
-/// The pages of the log file at `path`, from `query.after`. A local log is
-/// complete once stored, so `follow` ends with the history; a follower of a
-/// run whose log has not been uploaded yet waits for it (see `wait_open`).
-pub fn pages(path: PathBuf, query: LogQuery) -> impl Stream<Item = Result<Page>> {
+/// The pages of the log file at `path` (or, when there is none, at
+/// `legacy`), from `query.after`. A local log is complete once stored, so
+/// `follow` ends with the history; a follower of a run whose log has not been
+/// uploaded yet waits for it (see `open`).
+pub fn pages(
+    path: PathBuf,
+    legacy: Option<PathBuf>,
+    query: LogQuery,
+) -> impl Stream<Item = Result<Page>> {
     async_stream::try_stream! {
-        let mut file = open(&path, &query).await?;
+        let (mut file, path) = open(path, legacy, &query).await?;
         let metadata = file
             .metadata()
             .await
@@ -108,15 +113,21 @@ pub fn pages(path: PathBuf, query: LogQuery) -> impl Stream<Item = Result<Page>>
 
 /// Opens the log file. A follower of a run known to have started waits for
 /// it while the run has not completed, and until `UPLOAD_WAIT` after it has.
-async fn open(path: &Path, query: &LogQuery) -> Result<tokio::fs::File> {
+async fn open(
+    path: PathBuf,
+    legacy: Option<PathBuf>,
+    query: &LogQuery,
+) -> Result<(tokio::fs::File, PathBuf)> {
     let mut completion = query.completion.clone();
     loop {
-        match tokio::fs::File::open(path).await {
-            Ok(file) => return Ok(file),
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(io_error("opening", path, e))
+        for candidate in std::iter::once(&path).chain(legacy.as_ref()) {
+            match tokio::fs::File::open(candidate).await {
+                Ok(file) => return Ok((file, candidate.clone())),
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_error("opening", candidate, e))
+                }
+                Err(_) => {}
             }
-            Err(_) => {}
         }
         let waited_out = query.completion_ns().is_some_and(|done| {
             let wait = i64::try_from(UPLOAD_WAIT.as_nanos()).unwrap_or(i64::MAX);

@@ -326,3 +326,42 @@ async fn check_sweeps_only_stale_partial_uploads() {
     assert!(!stale.exists());
     assert!(fresh.exists());
 }
+
+#[tokio::test]
+async fn a_runs_log_is_kept_under_its_record_and_found_where_it_used_to_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path());
+    // Named by its Log record, kept under its run's record.
+    let via_log_record = Run {
+        record: name("taskrun"),
+        ..run("logrecord")
+    };
+    store
+        .write(&via_log_record, bytes_of(&[b"new\n"]))
+        .await
+        .unwrap();
+    assert!(dir.path().join("ns/res/taskrun").join(LOG_FILE).exists());
+    assert!(!dir.path().join("ns/res/logrecord").exists());
+    let pages = read_all(&store, LogQuery::for_run(run("taskrun")))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&pages), b"new\n");
+
+    // A log stored before runs had their own place (under the Log record's
+    // name) is still read and deleted through that name.
+    let old = Run {
+        record: name("old-taskrun"),
+        ..run("old-logrecord")
+    };
+    let old_file = dir.path().join("ns/res/old-logrecord").join(LOG_FILE);
+    std::fs::create_dir_all(old_file.parent().unwrap()).unwrap();
+    std::fs::write(&old_file, b"old\n").unwrap();
+    let pages = read_all(&store, LogQuery::for_run(old.clone()))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&pages), b"old\n");
+    store.delete(&old).await.unwrap();
+    assert!(!old_file.exists());
+    let err = read_all(&store, LogQuery::for_run(old)).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+}

@@ -48,7 +48,8 @@ pub struct FollowQuery {
     pub end_ns: Option<i64>,
     /// Where the run's completion is learnt while following.
     pub completion: Completion,
-    /// How long after a run's completion its lines may still arrive.
+    /// How long after a run's completion the follow keeps reading (the
+    /// forwarder delay, or the query's `follow_grace`).
     pub forwarder_delay_ns: i64,
     /// Page size.
     pub limit: u32,

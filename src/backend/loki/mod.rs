@@ -225,7 +225,13 @@ impl LogBackend for LokiBackend {
             .for_run(query.run.log.parent(), query.run.kind, &query.run.uid);
         tracing::debug!(log = %query.run.log, %logql, start_ns, end_ns, follow = query.follow, "reading from loki");
         if query.follow {
-            let end_ns = query.run.completion_ns.map(|_| end_ns);
+            let grace_ns = query
+                .follow_grace
+                .map_or_else(|| duration_ns(self.forwarder_delay), duration_ns);
+            let end_ns = query
+                .run
+                .completion_ns
+                .map(|done| done.saturating_add(grace_ns));
             return follow::pages(
                 self.client.clone(),
                 follow::FollowQuery {
@@ -233,7 +239,7 @@ impl LogBackend for LokiBackend {
                     start_ns,
                     end_ns,
                     completion: query.completion.clone(),
-                    forwarder_delay_ns: duration_ns(self.forwarder_delay),
+                    forwarder_delay_ns: grace_ns,
                     limit: self.limit,
                     after: query.after,
                 },
