@@ -57,20 +57,31 @@ where
                 }
             };
             for record in page.records {
-                let prefix = match &record.task {
-                    Some(task) if at_line_start => format!("[{task}] "),
-                    _ => String::new(),
-                };
-                for mut rest in [prefix.as_bytes(), &record.message[..]] {
-                    while !rest.is_empty() {
-                        let room = chunk_size - out.len();
-                        let (now, later) = rest.split_at(room.min(rest.len()));
-                        out.extend_from_slice(now);
-                        rest = later;
-                        if out.len() == chunk_size {
-                            yield Ok(out.split().freeze());
-                            out.reserve(chunk_size);
+                if at_line_start {
+                    if let Some(task) = &record.task {
+                        let prefix = format!("[{task}] ");
+                        let mut rest = prefix.as_bytes();
+                        while !rest.is_empty() {
+                            let room = chunk_size - out.len();
+                            let (now, later) = rest.split_at(room.min(rest.len()));
+                            out.extend_from_slice(now);
+                            rest = later;
+                            if out.len() == chunk_size {
+                                yield Ok(out.split().freeze());
+                                out.reserve(chunk_size);
+                            }
                         }
+                    }
+                }
+                let mut rest: &[u8] = &record.message;
+                while !rest.is_empty() {
+                    let room = chunk_size - out.len();
+                    let (now, later) = rest.split_at(room.min(rest.len()));
+                    out.extend_from_slice(now);
+                    rest = later;
+                    if out.len() == chunk_size {
+                        yield Ok(out.split().freeze());
+                        out.reserve(chunk_size);
                     }
                 }
                 at_line_start = record.terminated;
