@@ -435,6 +435,8 @@ async fn pipeline_runs_list_their_task_runs_in_start_order() {
         )
         .await
         .unwrap();
+    // (A new resolver: a completed PipelineRun's TaskRuns are cached.)
+    let resolver = self::resolver(&db.url);
     let pipeline = resolver
         .resolve(&name(PIPELINERUN.0, PIPELINERUN.1))
         .await
@@ -452,6 +454,7 @@ async fn pipeline_runs_list_their_task_runs_in_start_order() {
         )
         .await
         .unwrap();
+    let resolver = self::resolver(&db.url);
     match resolver.children(&pipeline).await.unwrap_err() {
         ResolveError::InvalidRecord { reason, .. } => {
             assert!(reason.contains(CHILDREN[1].0), "{reason}");

@@ -5,7 +5,7 @@
 //! and cached briefly so a follower does not query per line.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -62,12 +62,18 @@ const CHILDREN: &str = "SELECT name, type, fields FROM (\
        ORDER BY name, updated_time DESC) AS newest \
      ORDER BY name LIMIT $4";
 
+/// When a PipelineRun's TaskRuns were listed, and the list.
+type CachedChildren = (Instant, Arc<Vec<Run>>);
+
 /// Resolves log names through the Results database.
 #[derive(Debug)]
 pub struct DbResolver {
     pool: Pool,
     retry: RetryPolicy,
     cache: Mutex<HashMap<LogName, (Instant, Run)>>,
+    /// TaskRuns of PipelineRuns, by the PipelineRun's record: followers of
+    /// one PipelineRun re-list them every few seconds.
+    children_cache: Mutex<HashMap<LogName, CachedChildren>>,
 }
 
 impl DbResolver {
@@ -108,6 +114,7 @@ impl DbResolver {
             pool,
             retry: RetryPolicy::default(),
             cache: Mutex::new(HashMap::new()),
+            children_cache: Mutex::new(HashMap::new()),
         })
     }
 
@@ -265,6 +272,23 @@ impl RunResolver for DbResolver {
         if run.kind != RunKind::PipelineRun {
             return Ok(Vec::new());
         }
+        // A running PipelineRun gains TaskRuns: its list is kept briefly.
+        let ttl = if run.is_complete() {
+            COMPLETED_TTL
+        } else {
+            RUNNING_TTL
+        };
+        {
+            let cache = self
+                .children_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some((at, children)) = cache.get(&run.record) {
+                if at.elapsed() < ttl {
+                    return Ok(children.as_ref().clone());
+                }
+            }
+        }
         let (parent, result) = (run.record.parent(), run.record.result());
         let rows = self
             .query(CHILDREN, &[&parent, &result, &run.uid, &(MAX_CHILDREN + 1)])
@@ -286,6 +310,20 @@ impl RunResolver for DbResolver {
         }
         // Rows come in name order, so equal start times stay in name order.
         children.sort_by_key(|child| child.start_ns);
+        let mut cache = self
+            .children_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= CACHE_ENTRIES {
+            cache.retain(|_, (at, _)| at.elapsed() < RUNNING_TTL);
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            run.record.clone(),
+            (Instant::now(), Arc::new(children.clone())),
+        );
         Ok(children)
     }
 
