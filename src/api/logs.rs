@@ -191,7 +191,8 @@ impl Logs {
             if follow {
                 pipeline_done = self.completion(&run, Completion::default());
             }
-            // UIDs of the TaskRuns served; bounded by run::db::MAX_CHILDREN.
+            // UIDs of the TaskRuns served: as many as the resolver lists (the
+            // database resolver at most run::db::MAX_CHILDREN).
             let mut served: HashSet<String> = HashSet::new();
             let mut found = false;
             let mut listed_once = false;
