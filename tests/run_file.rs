@@ -254,6 +254,11 @@ async fn get_follow_waits_for_a_running_runs_upload_and_prints_it() {
         .unwrap();
     // The follower is waiting for the upload; the watcher uploads it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut follower = follower;
+    assert!(
+        follower.try_wait().unwrap().is_none(),
+        "get --follow ended before the log was uploaded"
+    );
     server
         .upload(&name(SOLO.0, LOG_RECORD).to_string(), b"linted\n", 4)
         .await

@@ -36,6 +36,14 @@ impl Completion {
         Self(Some(receiver))
     }
 
+    /// A completion already known: `ns` since the epoch.
+    pub fn known(ns: i64) -> Self {
+        // The sender goes at once: `changed` then never fires, and `latest`
+        // keeps the value.
+        let (_, receiver) = tokio::sync::watch::channel(Some(ns));
+        Self(Some(receiver))
+    }
+
     /// The completion time learnt so far.
     pub fn latest(&self) -> Option<i64> {
         self.0.as_ref().and_then(|receiver| *receiver.borrow())

@@ -33,7 +33,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
 
 const RECORD_BY_NAME: &str = "SELECT type, data FROM records \
      WHERE parent = $1 AND result_name = $2 AND name = $3 \
-     ORDER BY updated_time DESC LIMIT 1";
+     ORDER BY updated_time DESC NULLS LAST, id LIMIT 1";
 
 /// The most child TaskRuns of one PipelineRun served.
 pub const MAX_CHILDREN: i64 = 5_000;
@@ -59,11 +59,12 @@ const CHILDREN: &str = "SELECT name, type, fields FROM (\
          AND jsonb_typeof(data) = 'object' \
          AND (data->'metadata'->'labels'->>'tekton.dev/pipelineRunUID' = $3 \
               OR data->'metadata'->'ownerReferences' @> jsonb_build_array(jsonb_build_object('uid', $3::text))) \
-       ORDER BY name, updated_time DESC) AS newest \
+       ORDER BY name, updated_time DESC NULLS LAST, id) AS newest \
      ORDER BY name LIMIT $4";
 
-/// When a PipelineRun's TaskRuns were listed, and the list.
-type CachedChildren = (Instant, Arc<Vec<Run>>);
+/// When a PipelineRun's TaskRuns were listed, whether it had completed then,
+/// and the list.
+type CachedChildren = (Instant, bool, Arc<Vec<Run>>);
 
 /// Resolves log names through the Results database.
 #[derive(Debug)]
@@ -73,7 +74,7 @@ pub struct DbResolver {
     cache: Mutex<HashMap<LogName, (Instant, Run)>>,
     /// TaskRuns of PipelineRuns, by the PipelineRun's record: followers of
     /// one PipelineRun re-list them every few seconds.
-    children_cache: Mutex<HashMap<LogName, CachedChildren>>,
+    children_cache: Mutex<HashMap<(LogName, String), CachedChildren>>,
 }
 
 impl DbResolver {
@@ -272,19 +273,21 @@ impl RunResolver for DbResolver {
         if run.kind != RunKind::PipelineRun {
             return Ok(Vec::new());
         }
-        // A running PipelineRun gains TaskRuns: its list is kept briefly.
-        let ttl = if run.is_complete() {
-            COMPLETED_TTL
-        } else {
-            RUNNING_TTL
-        };
+        // A running PipelineRun gains TaskRuns: its list is kept briefly,
+        // and a list made while it ran is never used once it has completed.
+        let key = (run.record.clone(), run.uid.clone());
         {
             let cache = self
                 .children_cache
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            if let Some((at, children)) = cache.get(&run.record) {
-                if at.elapsed() < ttl {
+            if let Some((at, complete, children)) = cache.get(&key) {
+                let ttl = if *complete {
+                    COMPLETED_TTL
+                } else {
+                    RUNNING_TTL
+                };
+                if *complete == run.is_complete() && at.elapsed() < ttl {
                     return Ok(children.as_ref().clone());
                 }
             }
@@ -315,14 +318,18 @@ impl RunResolver for DbResolver {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_ENTRIES {
-            cache.retain(|_, (at, _)| at.elapsed() < RUNNING_TTL);
+            cache.retain(|_, (at, _, _)| at.elapsed() < RUNNING_TTL);
             if cache.len() >= CACHE_ENTRIES {
                 cache.clear();
             }
         }
         cache.insert(
-            run.record.clone(),
-            (Instant::now(), Arc::new(children.clone())),
+            key,
+            (
+                Instant::now(),
+                run.is_complete(),
+                Arc::new(children.clone()),
+            ),
         );
         Ok(children)
     }

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -37,12 +37,44 @@ pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// Records by (parent, result, record name): type and run object.
 type Records = HashMap<(String, String, String), (String, Value)>;
 
+/// What identifies one version of the file: modification and change times,
+/// length, inode (a replaced file, as when a mounted ConfigMap's link is
+/// swapped, has another).
+type Stamp = (Option<SystemTime>, Option<(i64, i64)>, u64, u64);
+
+/// A file modified this recently may be written again within the file
+/// system's timestamp granularity, unseen by its stamp: read it again.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// What the file held when it was last read.
 #[derive(Debug)]
 struct Loaded {
-    /// Modification time and length of the file read.
-    stamp: (Option<SystemTime>, u64),
+    /// The version read; `None` to read the file again next time.
+    stamp: Option<Stamp>,
     records: Arc<Records>,
+}
+
+fn stamp_of(metadata: &std::fs::Metadata) -> Stamp {
+    #[cfg(unix)]
+    let (change, inode) = {
+        use std::os::unix::fs::MetadataExt;
+        (
+            Some((metadata.ctime(), metadata.ctime_nsec())),
+            metadata.ino(),
+        )
+    };
+    #[cfg(not(unix))]
+    let (change, inode) = (None, 0);
+    (metadata.modified().ok(), change, metadata.len(), inode)
+}
+
+/// The stamp to remember for a version read: none while it is fresh.
+fn settled(stamp: Stamp) -> Option<Stamp> {
+    let fresh = stamp
+        .0
+        .and_then(|modified| modified.elapsed().ok())
+        .is_none_or(|age| age < SETTLE);
+    (!fresh).then_some(stamp)
 }
 
 /// Resolves log names through a file of records.
@@ -79,7 +111,7 @@ impl FileResolver {
         Ok(Self {
             path,
             loaded: Mutex::new(Loaded {
-                stamp,
+                stamp: settled(stamp),
                 records: Arc::new(records),
             }),
         })
@@ -89,11 +121,12 @@ impl FileResolver {
     async fn records(&self) -> Arc<Records> {
         let stamp = tokio::fs::metadata(&self.path)
             .await
-            .map(|m| (m.modified().ok(), m.len()))
+            .map(|m| stamp_of(&m))
             .ok();
         let current = {
             let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-            if stamp.is_none_or(|s| s == loaded.stamp) {
+            // A file that cannot be looked at now keeps its last contents.
+            if stamp.is_none() || (stamp == loaded.stamp) {
                 return loaded.records.clone();
             }
             loaded.records.clone()
@@ -104,7 +137,7 @@ impl FileResolver {
                 let records = Arc::new(records);
                 let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
                 *loaded = Loaded {
-                    stamp,
+                    stamp: settled(stamp),
                     records: records.clone(),
                 };
                 tracing::info!(file = %self.path.display(), records = records.len(), "runs file read again");
@@ -114,7 +147,10 @@ impl FileResolver {
                 // Keep serving the last good contents; say so once per change.
                 let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(stamp) = stamp {
-                    loaded.stamp = stamp;
+                    // A file caught half-written is read again until it settles.
+                    if settled(stamp).is_some() {
+                        loaded.stamp = Some(stamp);
+                    }
                 }
                 tracing::warn!(%error, "the changed runs file is not used");
                 current
@@ -128,7 +164,7 @@ impl FileResolver {
 }
 
 /// Reads and parses the file.
-fn read(path: &Path) -> Result<((Option<SystemTime>, u64), Records), String> {
+fn read(path: &Path) -> Result<(Stamp, Records), String> {
     let shown = path.display();
     let metadata = std::fs::metadata(path).map_err(|e| format!("runs file {shown}: {e}"))?;
     if metadata.len() > MAX_FILE_BYTES {
@@ -167,7 +203,7 @@ fn read(path: &Path) -> Result<((Option<SystemTime>, u64), Records), String> {
             return Err(at(format!("{:?} is declared twice", record.name)));
         }
     }
-    Ok(((metadata.modified().ok(), metadata.len()), records))
+    Ok((stamp_of(&metadata), records))
 }
 
 /// `<parent>/results/<result>/records/<record>` as its three parts, checked
@@ -248,7 +284,12 @@ impl RunResolver for FileResolver {
     }
 
     async fn check(&self) -> Result<(), ResolveError> {
-        read(&self.path)
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || read(&path))
+            .await
+            .map_err(|e| ResolveError::Unavailable {
+                message: format!("reading the runs file: {e}"),
+            })?
             .map(drop)
             .map_err(|message| ResolveError::Unavailable { message })
     }

@@ -94,6 +94,19 @@ impl LocalStore {
         (run.log != run.record).then(|| self.log_path(&run.log))
     }
 
+    /// Removes the now-empty directories above a deleted log file, up to the
+    /// root; a directory that still holds something (another log, an upload
+    /// in progress) stays.
+    async fn tidy_dirs(&self, file: &Path) {
+        let mut dir = file.parent().map(Path::to_path_buf);
+        while let Some(d) = dir {
+            if d == self.root || tokio::fs::remove_dir(&d).await.is_err() {
+                break;
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+    }
+
     /// The directory of in-progress uploads.
     pub fn partial_dir(&self) -> PathBuf {
         self.root.join(PARTIAL_DIR)
@@ -206,31 +219,20 @@ impl LogBackend for LocalStore {
     }
 
     async fn delete(&self, run: &Run) -> Result<()> {
-        let mut path = self.log_path(&run.record);
-        let mut result = tokio::fs::remove_file(&path).await;
-        if let (Err(e), Some(legacy)) = (&result, self.legacy_path(run)) {
-            if e.kind() == io::ErrorKind::NotFound {
-                result = tokio::fs::remove_file(&legacy).await;
-                path = legacy;
+        // Both places: a log left at the old one would come back otherwise.
+        let mut deleted = false;
+        for path in std::iter::once(self.log_path(&run.record)).chain(self.legacy_path(run)) {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => deleted = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("deleting", &path, e)),
             }
+            self.tidy_dirs(&path).await;
         }
-        match result {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::NotFound {
-                    name: run.log.to_string(),
-                })
-            }
-            Err(e) => return Err(io_error("deleting", &path, e)),
-        }
-        // Tidy now-empty directories up to the root; a directory that still
-        // holds something (another log, an upload in progress) stays.
-        let mut dir = path.parent().map(Path::to_path_buf);
-        while let Some(d) = dir {
-            if d == self.root || tokio::fs::remove_dir(&d).await.is_err() {
-                break;
-            }
-            dir = d.parent().map(Path::to_path_buf);
+        if !deleted {
+            return Err(Error::NotFound {
+                name: run.log.to_string(),
+            });
         }
         Ok(())
     }
