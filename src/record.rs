@@ -43,6 +43,9 @@ pub struct LogRecord {
     pub ts_ns: Option<i64>,
     /// The pipeline task the line belongs to, where known.
     pub task: Option<Arc<str>>,
+    /// In a PipelineRun's merged log: the record name of the TaskRun whose
+    /// log the line is from (positions are that log's).
+    pub task_run: Option<Arc<str>>,
     /// The step or container the line came from, where known.
     pub container: Option<Arc<str>>,
     /// stdout or stderr, where known.
@@ -64,6 +67,7 @@ impl LogRecord {
             position,
             ts_ns: None,
             task: None,
+            task_run: None,
             container: None,
             stream: OutputStream::Unknown,
             message,

@@ -19,7 +19,8 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 
-use super::status::ApiError;
+use super::cursor::Cursor;
+use super::status::{ApiError, ErrorCode};
 use crate::backend::{self, ByteStream, Completion, LogBackend, LogQuery, WriteSummary};
 use crate::pipeline::{live_text_chunks, text_chunks};
 use crate::record::{LogRecord, Page};
@@ -94,14 +95,16 @@ impl Logs {
     /// not start).
     pub async fn text(&self, name: LogName, follow: bool) -> Result<TextStream, ApiError> {
         let run = self.resolver.resolve(&name).await?;
-        let pages = self.pages(run, follow);
+        // A completed run's log is all there: its errors still get a status.
+        let may_wait = follow && !run.is_complete();
+        let pages = self.pages(run, follow, None)?;
         let size = self.settings.chunk_size;
         let mut chunks = if follow {
             live_text_chunks(pages, size).boxed()
         } else {
             text_chunks(pages, size).boxed()
         };
-        let first = if follow {
+        let first = if may_wait {
             // Dropping a pending `next` loses nothing: the stream is polled
             // again by the response.
             match tokio::time::timeout(FIRST_CHUNK_WAIT, chunks.next()).await {
@@ -118,16 +121,44 @@ impl Logs {
         }
     }
 
-    /// The record pages of `run`'s log (a PipelineRun's: its TaskRuns').
-    pub fn pages(&self, run: Run, follow: bool) -> PageStream {
-        match run.kind {
-            RunKind::PipelineRun => self.clone().pipeline_pages(run, follow),
-            RunKind::TaskRun => self
-                .backend
-                .read(self.query(run, follow))
-                .map(|page| page.map_err(ApiError::from))
-                .boxed(),
+    /// The record pages of `run`'s log (a PipelineRun's: its TaskRuns'),
+    /// after `after` when given: exactly the records that follow the one the
+    /// cursor was made for.
+    pub fn pages(
+        &self,
+        run: Run,
+        follow: bool,
+        after: Option<Cursor>,
+    ) -> Result<PageStream, ApiError> {
+        match (run.kind, after) {
+            (RunKind::PipelineRun, after) => Ok(self.clone().pipeline_pages(run, follow, after)),
+            (
+                RunKind::TaskRun,
+                Some(Cursor {
+                    task_run: Some(_), ..
+                }),
+            ) => Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "the cursor is from a PipelineRun's log, not from {}",
+                    run.log
+                ),
+            )),
+            (RunKind::TaskRun, after) => {
+                let position = after.map(|cursor| cursor.position);
+                Ok(self
+                    .backend
+                    .read(self.query(run, follow).after(position))
+                    .map(|page| page.map_err(ApiError::from))
+                    .boxed())
+            }
         }
+    }
+
+    /// Reads a cursor a client sent for the log `name`.
+    pub fn cursor(name: &LogName, text: &str) -> Result<Cursor, ApiError> {
+        Cursor::decode(text, name)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))
     }
 
     /// The query for `run`'s own log; a follower of a run that has not
@@ -149,6 +180,9 @@ impl Logs {
     fn completion(&self, run: &Run, mut parent: Completion) -> Completion {
         if run.is_complete() || run.start_ns.is_none() {
             return Completion::default();
+        }
+        if let Some(done) = parent.latest() {
+            return Completion::known(done);
         }
         let (sender, receiver) = tokio::sync::watch::channel(None);
         let resolver = self.resolver.clone();
@@ -185,8 +219,21 @@ impl Logs {
     /// record marked with its task and each ending with a line end; a
     /// follower also gets the TaskRuns that start later, until the
     /// PipelineRun has completed.
-    fn pipeline_pages(self, run: Run, follow: bool) -> PageStream {
+    fn pipeline_pages(self, run: Run, follow: bool, after: Option<Cursor>) -> PageStream {
         async_stream::try_stream! {
+            // Resuming: the TaskRun the cursor is in, and where in its log;
+            // a cursor without one is in the PipelineRun's own log.
+            let (mut resume_in, mut resume_at) = match after {
+                Some(Cursor { task_run: Some(task_run), position }) => (Some(task_run), Some(position)),
+                Some(Cursor { task_run: None, position }) => {
+                    let mut pages = self.backend.read(self.query(run, follow).after(Some(position)));
+                    while let Some(page) = pages.next().await {
+                        yield page?;
+                    }
+                    return;
+                }
+                None => (None, None),
+            };
             let mut pipeline_done = Completion::default();
             if follow {
                 pipeline_done = self.completion(&run, Completion::default());
@@ -194,14 +241,25 @@ impl Logs {
             // UIDs of the TaskRuns served: as many as the resolver lists (the
             // database resolver at most run::db::MAX_CHILDREN).
             let mut served: HashSet<String> = HashSet::new();
+            // Whether any record was delivered, and any TaskRun had a log.
             let mut found = false;
+            let mut any_log = false;
             let mut listed_once = false;
             loop {
                 let done = !follow || run.is_complete() || pipeline_done.latest().is_some();
-                let children = match self.resolver.children(&run).await {
+                // Once it has completed, the listing must not be one made
+                // while it ran (a resolver may keep those briefly).
+                let listed = match pipeline_done.latest() {
+                    Some(done_ns) if !run.is_complete() => {
+                        let completed = Run { completion_ns: Some(done_ns), ..run.clone() };
+                        self.resolver.children(&completed).await
+                    }
+                    _ => self.resolver.children(&run).await,
+                };
+                let children = match listed {
                     Ok(children) => children,
                     // Once streaming, a database outage is waited out.
-                    Err(error) if listed_once && !done => {
+                    Err(error @ ResolveError::Unavailable { .. }) if listed_once && !done => {
                         tracing::warn!(run = %run.log, %error, "listing the TaskRuns of a followed PipelineRun failed; trying again");
                         tokio::time::sleep(RUN_REFRESH).await;
                         continue;
@@ -210,16 +268,33 @@ impl Logs {
                 };
                 listed_once = true;
                 let mut new = 0;
+                if let Some(task_run) = &resume_in {
+                    let Some(at) = children.iter().position(|c| c.record.log() == task_run) else {
+                        Err(ApiError::new(
+                            ErrorCode::InvalidArgument,
+                            format!("the cursor's TaskRun {task_run:?} is not one of {}'s", run.log),
+                        ))?;
+                        return;
+                    };
+                    // The TaskRuns before it were delivered already.
+                    for child in &children[..at] {
+                        served.insert(child.uid.clone());
+                    }
+                    resume_in = None;
+                    found = true;
+                }
                 for child in children {
                     if !served.insert(child.uid.clone()) {
                         continue;
                     }
                     new += 1;
                     let task = child.task.clone();
-                    // A completed TaskRun is read whole; a running one is
-                    // followed until shortly after it completes.
-                    let follow_child = follow && !child.is_complete();
-                    let query = if follow_child {
+                    let task_run: Arc<str> = Arc::from(child.record.log());
+                    let position = resume_at.take();
+                    // A follower reads each TaskRun until shortly after it
+                    // completes (a completed one: its lines may still be on
+                    // their way, its upload still to come).
+                    let query = if follow {
                         let completion = self.completion(&child, pipeline_done.clone());
                         LogQuery::for_run(child)
                             .follow(true)
@@ -227,7 +302,8 @@ impl Logs {
                             .follow_grace(Some(TASK_FOLLOW_GRACE))
                     } else {
                         LogQuery::for_run(child)
-                    };
+                    }
+                    .after(position);
                     let mut pages = self.backend.read(query);
                     // The last record read, when it has no line end: held
                     // back until the next page shows whether the line goes on.
@@ -252,17 +328,20 @@ impl Logs {
                         }
                         for record in &mut page.records {
                             record.task.clone_from(&task);
+                            record.task_run = Some(task_run.clone());
                         }
                         if !page.records.is_empty() {
+                            found = true;
                             yield page;
                         }
                     }
-                    // An empty log is a log too.
-                    found |= !missing;
+                    any_log |= !missing;
                     if let Some(mut record) = open_line {
+                        found = true;
                         // The task's last line: the next task starts a line.
                         record.terminated = true;
                         record.task.clone_from(&task);
+                        record.task_run = Some(task_run.clone());
                         yield Page { records: vec![record] };
                     }
                 }
@@ -277,10 +356,17 @@ impl Logs {
                 }
             }
             if !found {
-                // No TaskRun has a log: the PipelineRun's own (an upload of it).
+                // No TaskRun has a line: the PipelineRun's own log (an upload
+                // of it); when TaskRuns have (empty) logs and it has none,
+                // the log is empty, not missing.
                 let mut pages = self.backend.read(self.query(run, follow));
+                let mut first = true;
                 while let Some(page) = pages.next().await {
-                    yield page?;
+                    match page {
+                        Err(backend::Error::NotFound { .. }) if first && any_log => break,
+                        page => yield page?,
+                    }
+                    first = false;
                 }
             }
         }

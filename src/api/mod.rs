@@ -4,6 +4,7 @@
 //! `/healthz`; HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) are both
 //! accepted.
 
+pub mod cursor;
 pub mod grpc;
 pub mod http;
 mod logs;

@@ -154,6 +154,7 @@ pub fn pages(client: Arc<LokiClient>, query: HistoryQuery) -> impl Stream<Item =
                         position,
                         ts_ns: Some(entry.ts_ns),
                         task: None,
+                        task_run: None,
                         container: entry.container,
                         stream: OutputStream::Unknown,
                         message: Bytes::from(entry.line),
