@@ -24,6 +24,8 @@ mod large_log;
 mod loki;
 /// gRPC reflection, health, /healthz.
 mod reflection_health;
+/// Resume cursors at every record of random logs.
+mod resume;
 /// Run resolution from the Results database.
 mod run_db;
 /// TLS to the Results database.
