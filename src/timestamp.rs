@@ -1,9 +1,41 @@
 //! Parsing the two timestamp forms the service reads from others: RFC 3339
 //! (Kubernetes objects in run records, e.g. `status.startTime`) and the
-//! IMF-fixdate form of HTTP-dates (`Retry-After`). Written out here rather
-//! than pulling in a date-time library for two parsers.
+//! IMF-fixdate form of HTTP-dates (`Retry-After`); writing RFC 3339 with
+//! nanoseconds (structured log records). Written out here rather than
+//! pulling in a date-time library for two parsers and one formatter.
 
 use std::time::{Duration, SystemTime};
+
+/// Nanoseconds since the epoch as RFC 3339 in UTC with nine fraction
+/// digits, `2026-11-25T10:04:38.000000000Z` (proleptic Gregorian calendar;
+/// an `i64` of nanoseconds spans the years 1677 to 2262).
+pub fn format_rfc3339_ns(ns: i64) -> String {
+    let seconds = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000);
+    let (days, secs) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Days since 1970-01-01 to a date, counting in 400-year eras that start
+    // on 0000-03-01 (so a leap day ends each era's year).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
 
 /// Parses an RFC 3339 date-time (`2026-11-25T10:04:38Z`,
 /// `2026-11-25T10:04:38.123456789+01:00`) into nanoseconds since the epoch.
@@ -131,6 +163,30 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn formatted_times_parse_back() {
+        for ns in [
+            0,
+            1_795_601_078_123_456_789,
+            -1,
+            951_782_400_000_000_000,
+            4_107_542_399_999_999_999,
+            -9_000_000_000_000_000_000,
+            i64::MAX,
+        ] {
+            let text = super::format_rfc3339_ns(ns);
+            assert_eq!(super::parse_rfc3339_ns(&text), Some(ns), "{text}");
+        }
+        assert_eq!(
+            super::format_rfc3339_ns(1_795_601_078_000_000_001),
+            "2026-11-25T10:04:38.000000001Z"
+        );
+        assert_eq!(
+            super::format_rfc3339_ns(i64::MIN),
+            "1677-09-21T00:12:43.145224192Z"
+        );
+    }
+
     use super::*;
 
     #[test]
