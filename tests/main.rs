@@ -32,6 +32,8 @@ mod run_db;
 mod run_db_tls;
 /// Run resolution from a file of records.
 mod run_file;
+/// NDJSON and Server-Sent Events with resume cursors.
+mod structured;
 /// Uploads: concurrency, broken streams, mismatched names, delete.
 mod update_log;
 /// The proto layout against upstream's wire bytes.

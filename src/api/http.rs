@@ -17,12 +17,16 @@
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, Request, Version};
+use axum::http::{header, HeaderMap, HeaderValue, Request, Version};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use std::time::Duration;
+
 use futures::StreamExt;
 
+use super::encode;
 use super::logs::Logs;
 use super::status::{ApiError, ErrorCode};
 use crate::run::LogName;
@@ -62,17 +66,27 @@ struct ReadParams {
     /// `true`: keep the response open and send new lines until the run has
     /// completed.
     follow: Option<String>,
+    /// Resume after the record this cursor came with (NDJSON and SSE).
+    cursor: Option<String>,
 }
 
-fn follow_param(params: ReadQuery) -> Result<bool, ApiError> {
+type ReadQuery = Result<Query<ReadParams>, QueryRejection>;
+
+fn read_params(params: ReadQuery) -> Result<ReadParams, ApiError> {
     let Query(params) = params.map_err(|rejection| {
         ApiError::new(
             ErrorCode::InvalidArgument,
             format!("invalid query string: {}", rejection.body_text()),
         )
     })?;
-    match params.follow.as_deref() {
-        None | Some("false" | "0") => Ok(false),
+    Ok(params)
+}
+
+/// `follow`, or `default` when absent.
+fn follow_param(follow: Option<&str>, default: bool) -> Result<bool, ApiError> {
+    match follow {
+        None => Ok(default),
+        Some("false" | "0") => Ok(false),
         Some("" | "true" | "1") => Ok(true),
         Some(other) => Err(ApiError::new(
             ErrorCode::InvalidArgument,
@@ -81,15 +95,136 @@ fn follow_param(params: ReadQuery) -> Result<bool, ApiError> {
     }
 }
 
-type ReadQuery = Result<Query<ReadParams>, QueryRejection>;
+/// What a log read answers with, by the request's `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Ndjson,
+    EventStream,
+}
+
+fn format_of(headers: &HeaderMap) -> Format {
+    let mut format = Format::Text;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for range in value.split(',') {
+            let media = range.split(';').next().unwrap_or("").trim();
+            if media.eq_ignore_ascii_case(NDJSON) {
+                return Format::Ndjson;
+            }
+            if media.eq_ignore_ascii_case(EVENT_STREAM) {
+                format = Format::EventStream;
+            }
+        }
+    }
+    format
+}
+
+const NDJSON: &str = "application/x-ndjson";
+const EVENT_STREAM: &str = "text/event-stream";
+
+/// How often an idle event stream gets a comment, so that proxies do not
+/// close it.
+pub const SSE_HEARTBEAT: Duration = Duration::from_secs(15);
 
 async fn get_log(
     State(logs): State<Logs>,
     path: LogPath,
     params: ReadQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let name = log_name(path)?;
-    let follow = follow_param(params)?;
+    let params = read_params(params)?;
+    match format_of(&headers) {
+        Format::Text => {
+            if params.cursor.is_some() {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("cursor= resumes structured reads: ask for {NDJSON} or {EVENT_STREAM}"),
+                ));
+            }
+            let follow = follow_param(params.follow.as_deref(), false)?;
+            text_response(&logs, name, follow).await
+        }
+        Format::Ndjson => {
+            let follow = follow_param(params.follow.as_deref(), false)?;
+            let pages = logs
+                .records(&name, follow, params.cursor.as_deref())
+                .await?;
+            let log = name.clone();
+            let body = Body::from_stream(encode::ndjson(pages, name).map(move |chunk| {
+                chunk.map_err(|e| {
+                    tracing::warn!(log = %log, error = %e, "aborting a log response");
+                    std::io::Error::other(e.message)
+                })
+            }));
+            let mut response = Response::new(body);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
+            Ok(response)
+        }
+        Format::EventStream => {
+            // An event stream is for following; `Last-Event-ID` is the
+            // cursor a reconnecting EventSource sends.
+            let follow = follow_param(params.follow.as_deref(), true)?;
+            let last_event = headers
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned);
+            let cursor = params.cursor.or(last_event);
+            let pages = logs.records(&name, follow, cursor.as_deref()).await?;
+            Ok(Sse::new(events(pages, name))
+                .keep_alive(KeepAlive::new().interval(SSE_HEARTBEAT))
+                .into_response())
+        }
+    }
+}
+
+/// The events of a log: `record` events whose ids are cursors, then `end`
+/// when the log (or, following, the run) is complete, or `error` when it
+/// cannot go on.
+fn events(
+    mut pages: super::logs::PageStream,
+    name: LogName,
+) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {
+    async_stream::stream! {
+        while let Some(page) = pages.next().await {
+            match page {
+                Ok(page) => {
+                    for record in &page.records {
+                        let json = encode::RecordJson::new(record, &name);
+                        let id = json.cursor.clone();
+                        match Event::default().event("record").id(id).json_data(&json) {
+                            Ok(event) => yield Ok(event),
+                            Err(e) => {
+                                yield Ok(error_event(ErrorCode::Internal, &format!("encoding a record: {e}")));
+                                return;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(log = %name, error = %e, "ending an event stream with an error");
+                    yield Ok(error_event(e.code, &e.message));
+                    return;
+                }
+            }
+        }
+        yield Ok(Event::default().event("end").data("{\"reason\":\"the log is complete\"}"));
+    }
+}
+
+fn error_event(code: ErrorCode, message: &str) -> Event {
+    let data = serde_json::json!({
+        "code": format!("{:?}", code.grpc_code()),
+        "message": message,
+    });
+    Event::default().event("error").data(data.to_string())
+}
+
+async fn text_response(logs: &Logs, name: LogName, follow: bool) -> Result<Response, ApiError> {
     let text = logs.text(name.clone(), follow).await?;
     let body = Body::from_stream(text.map(move |chunk| {
         chunk.map_err(|e| {

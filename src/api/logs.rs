@@ -121,6 +121,38 @@ impl Logs {
         }
     }
 
+    /// Opens a log as record pages, after the record `cursor` (a token a
+    /// client got with an earlier record) when given; waits for the first
+    /// record as `text` waits for the first chunk.
+    pub async fn records(
+        &self,
+        name: &LogName,
+        follow: bool,
+        cursor: Option<&str>,
+    ) -> Result<PageStream, ApiError> {
+        let after = cursor.map(|text| Self::cursor(name, text)).transpose()?;
+        let run = self.resolver.resolve(name).await?;
+        let may_wait = follow && !run.is_complete();
+        let mut pages = self.pages(run, follow, after)?;
+        let deadline = tokio::time::Instant::now() + FIRST_CHUNK_WAIT;
+        loop {
+            let next = if may_wait {
+                match tokio::time::timeout_at(deadline, pages.next()).await {
+                    Ok(next) => next,
+                    Err(_) => return Ok(pages),
+                }
+            } else {
+                pages.next().await
+            };
+            match next {
+                None => return Ok(stream::empty().boxed()),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(page)) if page.records.is_empty() => continue,
+                Some(Ok(page)) => return Ok(stream::once(async { Ok(page) }).chain(pages).boxed()),
+            }
+        }
+    }
+
     /// The record pages of `run`'s log (a PipelineRun's: its TaskRuns'),
     /// after `after` when given: exactly the records that follow the one the
     /// cursor was made for.

@@ -5,6 +5,7 @@
 //! accepted.
 
 pub mod cursor;
+pub mod encode;
 pub mod grpc;
 pub mod http;
 mod logs;
@@ -26,7 +27,7 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tower::ServiceExt;
 
-pub use logs::{Logs, Settings, TextStream};
+pub use logs::{Logs, PageStream, Settings, TextStream};
 
 use crate::backend::LogBackend;
 use crate::proto::tekton::results::{v1alpha2, v1alpha3};

@@ -1,0 +1,241 @@
+//! Structured reads over REST: NDJSON (`Accept: application/x-ndjson`) and
+//! Server-Sent Events (`Accept: text/event-stream`), each record with the
+//! cursor that resumes after it; `cursor=` and `Last-Event-ID` resume.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest_eventsource::{Event, EventSource};
+use serde_json::Value;
+use tekton_results_logs::timestamp::parse_rfc3339_ns;
+
+use crate::fakes::loki::{FakeLoki, FakeLokiConfig};
+use crate::support::{http, TestServer};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/runs.json");
+const SOLO: &str =
+    "demo/results/a0a0a0a0-0000-4000-8000-000000000001/logs/a0a0a0a0-0000-4000-8000-000000000002";
+const PIPELINE: &str =
+    "demo/results/5e1f0000-0000-4000-8000-000000000001/logs/5e1f0000-0000-4000-8000-000000000001";
+const TEST_TASK: &str =
+    "demo/results/5e1f0000-0000-4000-8000-000000000001/logs/5e1f0000-0000-4000-8000-000000000002";
+const BUILD_TASK: &str =
+    "demo/results/5e1f0000-0000-4000-8000-000000000001/logs/5e1f0000-0000-4000-8000-000000000003";
+
+async fn ndjson(server: &TestServer, log: &str, query: &str) -> (u16, String, Vec<Value>) {
+    let response = http()
+        .get(format!("{}{query}", server.rest_url("v1alpha3", log)))
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.text().await.unwrap();
+    if status != 200 {
+        return (status, body, Vec::new());
+    }
+    assert_eq!(content_type, "application/x-ndjson");
+    assert!(body.is_empty() || body.ends_with('\n'));
+    let records = body
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    (status, content_type, records)
+}
+
+#[tokio::test]
+async fn ndjson_records_carry_task_and_cursor_and_resume_exactly() {
+    let server = TestServer::start_with([("LOGS_RUNS_FILE", FIXTURE)]).await;
+    server
+        .upload(BUILD_TASK, b"compiled\nlinked\n", 4)
+        .await
+        .unwrap();
+    server
+        .upload(TEST_TASK, b"passed\n\xff\xfe raw\nlast", 5)
+        .await
+        .unwrap();
+
+    let (_, _, records) = ndjson(&server, PIPELINE, "").await;
+    let messages: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r["task"].as_str().unwrap(),
+                r.get("message").and_then(Value::as_str),
+            )
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            ("build", Some("compiled")),
+            ("build", Some("linked")),
+            ("test", Some("passed")),
+            ("test", None),
+            ("test", Some("last")),
+        ]
+    );
+    // Bytes that are not UTF-8 come as base64; records name their TaskRun.
+    assert_eq!(records[3]["message_base64"], "//4gcmF3");
+    assert_eq!(
+        records[0]["task_run"],
+        "5e1f0000-0000-4000-8000-000000000003"
+    );
+    // In the merged log every TaskRun's last line ends; a TaskRun's own log
+    // says that its last line has no line end.
+    assert!(records[4].get("unterminated").is_none());
+    let (_, _, own) = ndjson(&server, TEST_TASK, "").await;
+    assert_eq!(own.last().unwrap()["unterminated"], true);
+
+    // Resuming after each record gives exactly the rest.
+    for (k, record) in records.iter().enumerate() {
+        let cursor = record["cursor"].as_str().unwrap();
+        assert!(cursor
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        let (status, _, rest) = ndjson(&server, PIPELINE, &format!("?cursor={cursor}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(rest, records[k + 1..], "after record {k}");
+    }
+
+    // Bad cursors: 400 with the reason, before any record.
+    let cursor = records[0]["cursor"].as_str().unwrap();
+    let (status, body, _) = ndjson(&server, TEST_TASK, &format!("?cursor={cursor}")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("another log"), "{body}");
+    let mut altered = cursor.to_owned();
+    altered.replace_range(10..11, if &cursor[10..11] == "A" { "B" } else { "A" });
+    let (status, body, _) = ndjson(&server, PIPELINE, &format!("?cursor={altered}")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("malformed"), "{body}");
+    // Text has no cursors to give out, so it takes none.
+    let response = http()
+        .get(format!(
+            "{}?cursor={cursor}",
+            server.rest_url("v1alpha3", PIPELINE)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // A log that does not exist: 404, not an empty stream.
+    let (status, _, _) = ndjson(&server, "demo/results/r/logs/nothing", "").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn ndjson_from_loki_has_times_and_containers() {
+    let loki = FakeLoki::start(FakeLokiConfig::default());
+    let uid = "a0a0a0a0-0000-4000-8000-000000000002";
+    let line = |message: &str, container: &str| {
+        serde_json::json!({"message": message, "kubernetes": {"container_name": container, "namespace_name": "demo", "labels": {"tekton_dev_taskRunUID": uid}}}).to_string()
+    };
+    let t1 = parse_rfc3339_ns("2026-11-25T09:01:00.000000001Z").unwrap();
+    let t2 = parse_rfc3339_ns("2026-11-25T09:02:00Z").unwrap();
+    let lines = [
+        (t1, line("lint start", "step-lint")),
+        (t2, line("lint done", "step-lint")),
+    ];
+    let entries: Vec<(i64, &str)> = lines.iter().map(|(t, l)| (*t, l.as_str())).collect();
+    loki.push_lines(
+        &[
+            ("log_type", "application"),
+            ("kubernetes_namespace_name", "demo"),
+        ],
+        &entries,
+    );
+    let server = TestServer::start_with([
+        ("LOGS_RUNS_FILE", FIXTURE),
+        ("LOGS_TYPE", "Loki"),
+        ("LOGGING_PLUGIN_API_URL", loki.url().as_str()),
+        ("LOGGING_PLUGIN_PROXY_PATH", ""),
+    ])
+    .await;
+    let (_, _, records) = ndjson(&server, SOLO, "").await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["time"], "2026-11-25T09:01:00.000000001Z");
+    assert_eq!(records[0]["container"], "step-lint");
+    assert_eq!(
+        records[1]["message"],
+        "container-step-lint: message=lint done"
+    );
+    let cursor = records[0]["cursor"].as_str().unwrap();
+    let (_, _, rest) = ndjson(&server, SOLO, &format!("?cursor={cursor}")).await;
+    assert_eq!(rest, records[1..]);
+}
+
+/// Collects `record` events until `end` (or an error).
+async fn events(mut source: EventSource) -> (Vec<(String, Value)>, String) {
+    let mut records = Vec::new();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = source.next().await {
+            match event {
+                Ok(Event::Open) => {}
+                Ok(Event::Message(m)) if m.event == "record" => {
+                    records.push((m.id.clone(), serde_json::from_str(&m.data).unwrap()));
+                }
+                Ok(Event::Message(m)) => return format!("{}: {}", m.event, m.data),
+                Err(e) => return format!("error: {e}"),
+            }
+        }
+        "closed".to_owned()
+    })
+    .await
+    .expect("no end event within 30 s");
+    source.close();
+    (records, outcome)
+}
+
+#[tokio::test]
+async fn an_event_stream_follows_a_running_run_and_resumes_from_last_event_id() {
+    // The lint TaskRun, still running: its log comes when it is uploaded.
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs.json");
+    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
+        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
+        "\"podName\": \"lint-pod\"",
+        1,
+    );
+    std::fs::write(&runs, text).unwrap();
+    let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
+    let url = server.rest_url("v1alpha3", SOLO);
+
+    let source = EventSource::new(http().get(&url)).unwrap();
+    let upload = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.upload(SOLO, b"one\ntwo\nthree\n", 4).await.unwrap();
+    };
+    let ((records, end), ()) = tokio::join!(events(source), upload);
+    assert_eq!(end, "end: {\"reason\":\"the log is complete\"}");
+    let messages: Vec<_> = records.iter().map(|(_, r)| r["message"].clone()).collect();
+    assert_eq!(messages, ["one", "two", "three"]);
+    // Event ids are the cursors.
+    assert!(records.iter().all(|(id, r)| r["cursor"] == id.as_str()));
+
+    // A client that reconnects with the last id it saw gets the rest.
+    let resumed = http()
+        .get(&url)
+        .header("last-event-id", records[0].0.as_str());
+    let (rest, end) = events(EventSource::new(resumed).unwrap()).await;
+    assert_eq!(end, "end: {\"reason\":\"the log is complete\"}");
+    assert_eq!(rest, records[1..]);
+
+    // A cursor that is not one: an error status before any event.
+    let mut bad = EventSource::new(http().get(&url).header("last-event-id", "nope")).unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(30), bad.next())
+        .await
+        .unwrap()
+        .unwrap();
+    match first {
+        Err(reqwest_eventsource::Error::InvalidStatusCode(status, _)) => {
+            assert_eq!(status, 400)
+        }
+        other => panic!("{other:?}"),
+    }
+    bad.close();
+}
