@@ -239,3 +239,190 @@ async fn an_event_stream_follows_a_running_run_and_resumes_from_last_event_id() 
     }
     bad.close();
 }
+
+/// A server on the fake Loki and the runs file, and the lint TaskRun's lines:
+/// `(time, step, message)`.
+async fn loki_server(lines: &[(&str, &str, &str)]) -> (FakeLoki, TestServer) {
+    let loki = FakeLoki::start(FakeLokiConfig::default());
+    push(&loki, lines);
+    let server = TestServer::start_with([
+        ("LOGS_RUNS_FILE", FIXTURE),
+        ("LOGS_TYPE", "Loki"),
+        ("LOGGING_PLUGIN_API_URL", loki.url().as_str()),
+        ("LOGGING_PLUGIN_PROXY_PATH", ""),
+    ])
+    .await;
+    (loki, server)
+}
+
+fn push(loki: &FakeLoki, lines: &[(&str, &str, &str)]) {
+    let uid = "a0a0a0a0-0000-4000-8000-000000000002";
+    let json: Vec<(i64, String)> = lines
+        .iter()
+        .map(|(time, step, message)| {
+            let line = serde_json::json!({"message": message, "kubernetes": {"container_name": format!("step-{step}"), "namespace_name": "demo", "labels": {"tekton_dev_taskRunUID": uid}}});
+            (parse_rfc3339_ns(time).unwrap(), line.to_string())
+        })
+        .collect();
+    let entries: Vec<(i64, &str)> = json.iter().map(|(t, l)| (*t, l.as_str())).collect();
+    loki.push_lines(
+        &[
+            ("log_type", "application"),
+            ("kubernetes_namespace_name", "demo"),
+        ],
+        &entries,
+    );
+}
+
+fn messages(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            let m = r["message"].as_str().unwrap();
+            m.rsplit_once("message=").map_or(m, |(_, m)| m).to_owned()
+        })
+        .collect()
+}
+
+async fn page(server: &TestServer, log: &str, query: &str) -> (u16, Value) {
+    let response = http()
+        .get(format!("{}?{query}", server.rest_url("v1alpha3", log)))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn filters_pick_steps_times_and_the_last_lines() {
+    let (_loki, server) = loki_server(&[
+        ("2026-11-25T09:01:00Z", "lint", "a"),
+        ("2026-11-25T09:02:00Z", "report", "b"),
+        ("2026-11-25T09:03:00Z", "lint", "c"),
+        ("2026-11-25T09:04:00Z", "report", "d"),
+    ])
+    .await;
+    let read = |query: &'static str| {
+        let server = &server;
+        async move {
+            let (status, body, records) = ndjson(server, SOLO, query).await;
+            assert_eq!(status, 200, "{query}: {body}");
+            messages(&records)
+        }
+    };
+    assert_eq!(read("?steps=lint").await, ["a", "c"]);
+    assert_eq!(read("?steps=step-report,lint").await, ["a", "b", "c", "d"]);
+    assert_eq!(
+        read("?since=2026-11-25T09:02:00Z&until=2026-11-25T09:04:00Z").await,
+        ["b", "c"]
+    );
+    assert_eq!(read("?tail=2").await, ["c", "d"]);
+    assert_eq!(read("?tail=1&steps=lint").await, ["c"]);
+    assert_eq!(read("?tail=10").await, ["a", "b", "c", "d"]);
+
+    // Bad values: 400 with what was wrong, before any record.
+    for (query, expected) in [
+        (
+            "?steps=nope",
+            "has no step \"nope\"; its steps are lint, report",
+        ),
+        (
+            "?since=2026-11-25T09:03:00Z&until=2026-11-25T09:02:00Z",
+            "is not before until",
+        ),
+        (
+            "?since=yesterday",
+            "since=\"yesterday\": expected an RFC 3339 time",
+        ),
+        ("?tail=0", "tail=0: expected 1 to 10000 lines"),
+        ("?tail=-3", "tail=\"-3\""),
+        ("?tail=2&cursor=abc", "tail and cursor do not go together"),
+        ("?follow=sometimes", "follow=\"sometimes\""),
+    ] {
+        let (status, body, _) = ndjson(&server, SOLO, query).await;
+        assert_eq!(status, 400, "{query}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{query}: {message}");
+    }
+    // Text reads take no filters.
+    let response = http()
+        .get(format!("{}?steps=lint", server.rest_url("v1alpha3", SOLO)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn the_local_store_refuses_filters_it_cannot_apply() {
+    let server = TestServer::start_with([("LOGS_RUNS_FILE", FIXTURE)]).await;
+    server.upload(SOLO, b"x\n", 2).await.unwrap();
+    for (query, expected) in [
+        ("?steps=lint", "does not say which step"),
+        ("?since=2026-11-25T09:02:00Z", "keeps no line times"),
+    ] {
+        let (status, body, _) = ndjson(&server, SOLO, query).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(body.contains(expected), "{query}: {body}");
+    }
+    let (status, body, records) = ndjson(&server, SOLO, "?tail=1").await;
+    assert_eq!(
+        (status, messages(&records)),
+        (200, vec!["x".to_owned()]),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn paged_json_walks_the_log_and_stays_stable_while_it_grows() {
+    let (loki, server) = loki_server(&[
+        ("2026-11-25T09:01:00Z", "lint", "a"),
+        ("2026-11-25T09:01:00Z", "report", "b"),
+        ("2026-11-25T09:01:00Z", "lint", "c"),
+        ("2026-11-25T09:02:00Z", "lint", "d"),
+        ("2026-11-25T09:03:00Z", "lint", "e"),
+    ])
+    .await;
+    let (status, first) = page(&server, SOLO, "page_size=2").await;
+    assert_eq!(status, 200);
+    let token = first["next_page_token"].as_str().unwrap().to_owned();
+    assert!(!token.is_empty());
+    let first_records = first["records"].as_array().unwrap().clone();
+    assert_eq!(first_records.len(), 2);
+
+    // The log grows; the next pages carry on after the first, exactly.
+    push(&loki, &[("2026-11-25T09:04:00Z", "lint", "f")]);
+    let mut all = first_records;
+    let mut token = token;
+    while !token.is_empty() {
+        let (status, body) = page(&server, SOLO, &format!("page_size=2&page_token={token}")).await;
+        assert_eq!(status, 200, "{body}");
+        all.extend(body["records"].as_array().unwrap().iter().cloned());
+        token = body["next_page_token"].as_str().unwrap().to_owned();
+    }
+    let mut sorted = messages(&all);
+    assert_eq!(sorted.len(), 6, "{sorted:?}");
+    sorted.sort();
+    assert_eq!(sorted, ["a", "b", "c", "d", "e", "f"]);
+    // The same as one NDJSON read.
+    let (_, _, whole) = ndjson(&server, SOLO, "").await;
+    assert_eq!(all, whole);
+
+    for (query, expected) in [
+        ("page_size=0", "page_size=\"0\""),
+        ("page_size=1001", "1 to 1000"),
+        ("page_size=-1", "page_size=\"-1\""),
+        ("page_size=2&follow=true", "do not follow"),
+        ("page_size=2&cursor=a&page_token=b", "give one"),
+        ("page_size=2&page_token=garbage", "malformed"),
+    ] {
+        let (status, body) = page(&server, SOLO, query).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(
+            body["message"].as_str().unwrap().contains(expected),
+            "{query}: {body}"
+        );
+    }
+}

@@ -27,9 +27,10 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::encode;
-use super::logs::Logs;
+use super::logs::{Logs, ReadOptions, MAX_TAIL};
 use super::status::{ApiError, ErrorCode};
 use crate::run::LogName;
+use crate::timestamp::parse_rfc3339_ns;
 
 const V1ALPHA2_LOG: &str =
     "/apis/results.tekton.dev/v1alpha2/parents/{parent}/results/{result}/logs/{log}";
@@ -68,6 +69,75 @@ struct ReadParams {
     follow: Option<String>,
     /// Resume after the record this cursor came with (NDJSON and SSE).
     cursor: Option<String>,
+    /// Only these steps, comma-separated.
+    steps: Option<String>,
+    /// Only lines at or after this RFC 3339 time.
+    since: Option<String>,
+    /// Only lines before this RFC 3339 time.
+    until: Option<String>,
+    /// Only the last this many lines.
+    tail: Option<String>,
+    /// Paged JSON: records per page.
+    page_size: Option<String>,
+    /// Paged JSON: the `next_page_token` of the page before.
+    page_token: Option<String>,
+}
+
+/// The most records on one page of paged JSON.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidArgument, message)
+}
+
+/// The structured-read options of `params`; `follow` when it says nothing.
+fn read_options(
+    params: &ReadParams,
+    follow: bool,
+    cursor: Option<String>,
+) -> Result<ReadOptions, ApiError> {
+    let time = |key: &str, value: &Option<String>| -> Result<Option<i64>, ApiError> {
+        value
+            .as_deref()
+            .map(|text| {
+                parse_rfc3339_ns(text).ok_or_else(|| {
+                    invalid(format!(
+                        "{key}={text:?}: expected an RFC 3339 time, e.g. 2026-11-25T10:04:38Z"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let tail = params
+        .tail
+        .as_deref()
+        .map(|text| {
+            text.parse::<usize>().map_err(|_| {
+                invalid(format!(
+                    "tail={text:?}: expected a number of lines, 1 to {MAX_TAIL}"
+                ))
+            })
+        })
+        .transpose()?;
+    let steps = params
+        .steps
+        .as_deref()
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(ReadOptions {
+        follow: follow_param(params.follow.as_deref(), follow)?,
+        cursor,
+        steps,
+        since_ns: time("since", &params.since)?,
+        until_ns: time("until", &params.until)?,
+        tail,
+    })
 }
 
 type ReadQuery = Result<Query<ReadParams>, QueryRejection>;
@@ -135,22 +205,27 @@ async fn get_log(
 ) -> Result<Response, ApiError> {
     let name = log_name(path)?;
     let params = read_params(params)?;
+    if params.page_size.is_some() || params.page_token.is_some() {
+        return paged(&logs, name, &params).await;
+    }
+    let structured = params.steps.is_some()
+        || params.since.is_some()
+        || params.until.is_some()
+        || params.tail.is_some();
     match format_of(&headers) {
         Format::Text => {
-            if params.cursor.is_some() {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidArgument,
-                    format!("cursor= resumes structured reads: ask for {NDJSON} or {EVENT_STREAM}"),
-                ));
+            if params.cursor.is_some() || structured {
+                return Err(invalid(format!(
+                    "cursor, steps, since, until and tail are for structured reads: ask for \
+                     {NDJSON} or {EVENT_STREAM}"
+                )));
             }
             let follow = follow_param(params.follow.as_deref(), false)?;
             text_response(&logs, name, follow).await
         }
         Format::Ndjson => {
-            let follow = follow_param(params.follow.as_deref(), false)?;
-            let pages = logs
-                .records(&name, follow, params.cursor.as_deref())
-                .await?;
+            let options = read_options(&params, false, params.cursor.clone())?;
+            let pages = logs.records(&name, &options).await?;
             let log = name.clone();
             let body = Body::from_stream(encode::ndjson(pages, name).map(move |chunk| {
                 chunk.map_err(|e| {
@@ -167,19 +242,75 @@ async fn get_log(
         Format::EventStream => {
             // An event stream is for following; `Last-Event-ID` is the
             // cursor a reconnecting EventSource sends.
-            let follow = follow_param(params.follow.as_deref(), true)?;
             let last_event = headers
                 .get("last-event-id")
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned);
-            let cursor = params.cursor.or(last_event);
-            let pages = logs.records(&name, follow, cursor.as_deref()).await?;
+            let cursor = params.cursor.clone().or(last_event);
+            let options = read_options(&params, true, cursor)?;
+            let pages = logs.records(&name, &options).await?;
             Ok(Sse::new(events(pages, name))
                 .keep_alive(KeepAlive::new().interval(SSE_HEARTBEAT))
                 .into_response())
         }
     }
+}
+
+/// Paged JSON: `{"records": [...], "next_page_token": "..."}`, at most
+/// `page_size` records after `page_token`; the token is empty on the page
+/// that reaches the end of the log. Pages are cursors, so they stay the same
+/// while the log grows.
+async fn paged(logs: &Logs, name: LogName, params: &ReadParams) -> Result<Response, ApiError> {
+    let size = match params.page_size.as_deref() {
+        None => 100,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "page_size={text:?}: expected a number of records, 1 to {MAX_PAGE_SIZE}"
+                ))
+            })?,
+    };
+    if params.cursor.is_some() && params.page_token.is_some() {
+        return Err(invalid(
+            "cursor and page_token say the same thing: give one".to_owned(),
+        ));
+    }
+    if follow_param(params.follow.as_deref(), false)? {
+        return Err(invalid(
+            "paged reads do not follow: use application/x-ndjson or text/event-stream".to_owned(),
+        ));
+    }
+    let token = params
+        .page_token
+        .clone()
+        .or_else(|| params.cursor.clone())
+        .filter(|t| !t.is_empty());
+    let options = read_options(params, false, token)?;
+    let mut pages = logs.records(&name, &options).await?;
+    let mut records = Vec::with_capacity(size);
+    let mut more = false;
+    'read: while let Some(page) = pages.next().await {
+        for record in page?.records {
+            if records.len() == size {
+                more = true;
+                break 'read;
+            }
+            records.push(record);
+        }
+    }
+    let json: Vec<_> = records
+        .iter()
+        .map(|r| encode::RecordJson::new(r, &name))
+        .collect();
+    let next = match (more, json.last()) {
+        (true, Some(last)) => last.cursor.clone(),
+        _ => String::new(),
+    };
+    Ok(axum::Json(serde_json::json!({ "records": json, "next_page_token": next })).into_response())
 }
 
 /// The events of a log: `record` events whose ids are cursors, then `end`

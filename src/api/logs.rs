@@ -15,16 +15,20 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bounded_vec_deque::BoundedVecDeque;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 
 use super::cursor::Cursor;
 use super::status::{ApiError, ErrorCode};
-use crate::backend::{self, ByteStream, Completion, LogBackend, LogQuery, WriteSummary};
+use crate::backend::{
+    self, ByteStream, Completion, LogBackend, LogQuery, RecordFields, WriteSummary,
+};
 use crate::pipeline::{live_text_chunks, text_chunks};
 use crate::record::{LogRecord, Page};
 use crate::run::{LogName, ResolveError, Run, RunKind, RunResolver};
+use crate::timestamp::format_rfc3339_ns;
 
 /// A log body on its way out: text chunks; an `Err` ends it.
 pub type TextStream = BoxStream<'static, Result<Bytes, ApiError>>;
@@ -45,6 +49,169 @@ pub const FIRST_CHUNK_WAIT: Duration = Duration::from_secs(1);
 /// takes to ship a line (a full forwarder delay per task would hold the
 /// next tasks' lines back for minutes).
 pub const TASK_FOLLOW_GRACE: Duration = Duration::from_secs(5);
+/// The most lines `tail` keeps.
+pub const MAX_TAIL: usize = 10_000;
+
+/// What to read of a log, for the structured reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Keep sending new records until the run has completed.
+    pub follow: bool,
+    /// Resume after the record this cursor came with.
+    pub cursor: Option<String>,
+    /// Only these steps: a step's name (`build`) or its container
+    /// (`step-build`); empty for all.
+    pub steps: Vec<String>,
+    /// Only lines at or after this time (ns since the epoch).
+    pub since_ns: Option<i64>,
+    /// Only lines before this time (ns since the epoch).
+    pub until_ns: Option<i64>,
+    /// Only the last this many lines (of those the other filters keep),
+    /// then, following, the new ones.
+    pub tail: Option<usize>,
+}
+
+impl ReadOptions {
+    fn invalid(message: String) -> ApiError {
+        ApiError::new(ErrorCode::InvalidArgument, message)
+    }
+
+    /// Checks the options against each other and against what the store's
+    /// records say.
+    fn validate(&self, fields: RecordFields) -> Result<(), ApiError> {
+        if let (Some(since), Some(until)) = (self.since_ns, self.until_ns) {
+            if since >= until {
+                return Err(Self::invalid(format!(
+                    "since ({}) is not before until ({})",
+                    format_rfc3339_ns(since),
+                    format_rfc3339_ns(until)
+                )));
+            }
+        }
+        if let Some(lines) = self.tail {
+            if !(1..=MAX_TAIL).contains(&lines) {
+                return Err(Self::invalid(format!(
+                    "tail={lines}: expected 1 to {MAX_TAIL} lines"
+                )));
+            }
+            if self.cursor.is_some() {
+                return Err(Self::invalid(
+                    "tail and cursor do not go together: a cursor already says where to start"
+                        .to_owned(),
+                ));
+            }
+        }
+        if (self.since_ns.is_some() || self.until_ns.is_some()) && !fields.times {
+            return Err(Self::invalid(
+                "this log store keeps no line times, so since and until cannot be applied"
+                    .to_owned(),
+            ));
+        }
+        if !self.steps.is_empty() && !fields.containers {
+            return Err(Self::invalid(
+                "this log store does not say which step a line is from, so steps cannot be \
+                 applied"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The record filters of a read.
+#[derive(Debug, Clone, Default)]
+struct Filter {
+    containers: Vec<String>,
+    since_ns: Option<i64>,
+    until_ns: Option<i64>,
+    /// Records come in time order (a TaskRun's log; a PipelineRun's is in
+    /// task order), so the first one past `until` ends the read.
+    ordered: bool,
+}
+
+impl Filter {
+    /// The filters of `options` for `run`, whose known steps the asked
+    /// steps must be among.
+    fn new(options: &ReadOptions, run: &Run) -> Result<Self, ApiError> {
+        let containers: Vec<String> = options
+            .steps
+            .iter()
+            .map(|step| {
+                if step.starts_with("step-") {
+                    step.clone()
+                } else {
+                    format!("step-{step}")
+                }
+            })
+            .collect();
+        if !run.steps.is_empty() {
+            if let Some(unknown) = containers.iter().find(|c| !run.steps.contains(c)) {
+                return Err(ReadOptions::invalid(format!(
+                    "{} has no step {:?}; its steps are {}",
+                    run.log,
+                    unknown.trim_start_matches("step-"),
+                    run.steps
+                        .iter()
+                        .map(|s| s.trim_start_matches("step-"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(Self {
+            containers,
+            since_ns: options.since_ns,
+            until_ns: options.until_ns,
+            ordered: run.kind == RunKind::TaskRun,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.since_ns.is_none() && self.until_ns.is_none()
+    }
+
+    fn keeps(&self, record: &LogRecord) -> bool {
+        let container_ok = self.containers.is_empty()
+            || record
+                .container
+                .as_deref()
+                .is_some_and(|c| self.containers.iter().any(|want| want == c));
+        let time_ok = match record.ts_ns {
+            Some(ts) => {
+                self.since_ns.is_none_or(|since| ts >= since)
+                    && self.until_ns.is_none_or(|until| ts < until)
+            }
+            None => self.since_ns.is_none() && self.until_ns.is_none(),
+        };
+        container_ok && time_ok
+    }
+
+    /// `pages` with only the records kept; a TaskRun's read ends once its
+    /// lines are past `until` (a follow too).
+    fn apply(self, pages: PageStream) -> PageStream {
+        if self.is_empty() {
+            return pages;
+        }
+        async_stream::try_stream! {
+            let mut pages = pages;
+            while let Some(page) = pages.next().await {
+                let mut page = page?;
+                let past_until = self.ordered && self.until_ns.is_some_and(|until| {
+                    page.records.last().and_then(|r| r.ts_ns).is_some_and(|ts| ts >= until)
+                });
+                page.records.retain(|record| self.keeps(record));
+                if !page.records.is_empty() {
+                    yield page;
+                }
+                if past_until {
+                    break;
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
 /// How the front ends serve logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -121,19 +288,29 @@ impl Logs {
         }
     }
 
-    /// Opens a log as record pages, after the record `cursor` (a token a
-    /// client got with an earlier record) when given; waits for the first
-    /// record as `text` waits for the first chunk.
+    /// Opens a log as record pages, as `options` say: after a cursor (a
+    /// token a client got with an earlier record), only some steps or a
+    /// time range, only the last lines. Waits for the first record as
+    /// `text` waits for the first chunk.
     pub async fn records(
         &self,
         name: &LogName,
-        follow: bool,
-        cursor: Option<&str>,
+        options: &ReadOptions,
     ) -> Result<PageStream, ApiError> {
-        let after = cursor.map(|text| Self::cursor(name, text)).transpose()?;
+        let follow = options.follow;
+        options.validate(self.backend.fields())?;
+        let after = options
+            .cursor
+            .as_deref()
+            .map(|text| Self::cursor(name, text))
+            .transpose()?;
         let run = self.resolver.resolve(name).await?;
+        let filter = Filter::new(options, &run)?;
         let may_wait = follow && !run.is_complete();
-        let mut pages = self.pages(run, follow, after)?;
+        let mut pages = match options.tail {
+            None => filter.apply(self.pages(run, follow, after)?),
+            Some(lines) => self.tail(run, follow, lines, filter).await?,
+        };
         let deadline = tokio::time::Instant::now() + FIRST_CHUNK_WAIT;
         loop {
             let next = if may_wait {
@@ -151,6 +328,34 @@ impl Logs {
                 Some(Ok(page)) => return Ok(stream::once(async { Ok(page) }).chain(pages).boxed()),
             }
         }
+    }
+
+    /// The last `lines` records of `run`'s log that pass `filter`, then,
+    /// following, the records after them.
+    async fn tail(
+        &self,
+        run: Run,
+        follow: bool,
+        lines: usize,
+        filter: Filter,
+    ) -> Result<PageStream, ApiError> {
+        let mut window = BoundedVecDeque::new(lines);
+        let mut history = filter.clone().apply(self.pages(run.clone(), false, None)?);
+        while let Some(page) = history.next().await {
+            for record in page?.records {
+                window.push_back(record);
+            }
+        }
+        let last = window
+            .back()
+            .map(|r: &LogRecord| Cursor::new(r.task_run.as_deref().map(str::to_owned), r.position));
+        let records: Vec<LogRecord> = window.into_unbounded().into();
+        let head = stream::iter((!records.is_empty()).then_some(Ok(Page { records })));
+        if !follow {
+            return Ok(head.boxed());
+        }
+        let live = filter.apply(self.pages(run, true, last)?);
+        Ok(head.chain(live).boxed())
     }
 
     /// The record pages of `run`'s log (a PipelineRun's: its TaskRuns'),

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tower::ServiceExt;
 
-pub use logs::{Logs, PageStream, Settings, TextStream};
+pub use logs::{Logs, PageStream, ReadOptions, Settings, TextStream, MAX_TAIL};
 
 use crate::backend::LogBackend;
 use crate::proto::tekton::results::{v1alpha2, v1alpha3};

@@ -148,6 +148,16 @@ pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 /// A stream of record pages.
 pub type PageStream = BoxStream<'static, Result<Page>>;
 
+/// Which fields a provider fills in on its records; the API refuses filters
+/// on fields the provider does not have, rather than answer nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordFields {
+    /// Each line's time (`LogRecord::ts_ns`).
+    pub times: bool,
+    /// Each line's container (`LogRecord::container`).
+    pub containers: bool,
+}
+
 /// A log provider connector.
 #[async_trait]
 pub trait LogBackend: Debug + Send + Sync + 'static {
@@ -174,6 +184,11 @@ pub trait LogBackend: Debug + Send + Sync + 'static {
 
     /// Checks that the provider is usable (reachable, writable).
     async fn check(&self) -> Result<()>;
+
+    /// Which fields the provider's records have; none unless it says so.
+    fn fields(&self) -> RecordFields {
+        RecordFields::default()
+    }
 }
 
 /// Builds the backend `config` selects.

@@ -52,7 +52,8 @@ const CHILDREN: &str = "SELECT name, type, fields FROM (\
                    data->'metadata'->'labels'->'tekton.dev/pipelineTask')), \
            'status', jsonb_build_object(\
                'startTime', data->'status'->'startTime', \
-               'completionTime', data->'status'->'completionTime')) AS fields \
+               'completionTime', data->'status'->'completionTime', \
+               'steps', data->'status'->'steps')) AS fields \
        FROM records \
        WHERE parent = $1 AND result_name = $2 AND name IS NOT NULL \
          AND type IN ('tekton.dev/v1.TaskRun', 'tekton.dev/v1beta1.TaskRun') \
@@ -242,7 +243,7 @@ impl RunResolver for DbResolver {
             .await?
             .ok_or_else(not_found)?;
         let run = match tekton::target(name, name.log(), &record_type, &data)? {
-            RecordTarget::Run(run) => run,
+            RecordTarget::Run(run) => *run,
             RecordTarget::LogOf(uid) => {
                 // A Log record: its run's record in the same result.
                 let (record_type, data) = self
@@ -255,7 +256,7 @@ impl RunResolver for DbResolver {
                         ),
                     })?;
                 match tekton::target(name, &uid, &record_type, &data)? {
-                    RecordTarget::Run(run) => run,
+                    RecordTarget::Run(run) => *run,
                     RecordTarget::LogOf(_) => {
                         return Err(ResolveError::InvalidRecord {
                             name: name.to_string(),

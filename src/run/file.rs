@@ -236,7 +236,7 @@ impl RunResolver for FileResolver {
             return NameResolver.resolve(name).await;
         };
         match tekton::target(name, name.log(), record_type, data)? {
-            RecordTarget::Run(run) => Ok(run),
+            RecordTarget::Run(run) => Ok(*run),
             RecordTarget::LogOf(uid) => {
                 let (record_type, data) = records
                     .get(&key(name.parent(), name.result(), &uid))
@@ -247,7 +247,7 @@ impl RunResolver for FileResolver {
                         ),
                     })?;
                 match tekton::target(name, &uid, record_type, data)? {
-                    RecordTarget::Run(run) => Ok(run),
+                    RecordTarget::Run(run) => Ok(*run),
                     RecordTarget::LogOf(_) => Err(ResolveError::InvalidRecord {
                         name: name.to_string(),
                         reason: "the Log record points at another Log record".to_owned(),

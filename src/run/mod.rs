@@ -59,6 +59,9 @@ pub struct Run {
     /// for every run read from a record, used only when the run is a
     /// TaskRun of a PipelineRun being read.
     pub task: Option<Arc<str>>,
+    /// The containers of the run's steps, in order, as its record lists
+    /// them (`status.steps[].container`); empty when unknown.
+    pub steps: Vec<String>,
 }
 
 impl Run {
@@ -73,6 +76,7 @@ impl Run {
             start_ns: None,
             completion_ns: None,
             task: None,
+            steps: Vec::new(),
         }
     }
 

@@ -15,7 +15,7 @@ use crate::timestamp::parse_rfc3339_ns;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordTarget {
     /// A run record.
-    Run(Run),
+    Run(Box<Run>),
     /// A Log record: the log of the run whose record name is this.
     LogOf(String),
 }
@@ -85,7 +85,7 @@ pub fn target(
     }
     let record = LogName::from_parts(log.parent(), log.result(), record_name)
         .map_err(|e| invalid(format!("the run's record name is not a log name: {e}")))?;
-    Ok(RecordTarget::Run(Run {
+    Ok(RecordTarget::Run(Box::new(Run {
         log: log.clone(),
         record,
         kind,
@@ -93,7 +93,22 @@ pub fn target(
         start_ns,
         completion_ns,
         task: task_of(data),
-    }))
+        steps: steps_of(data),
+    })))
+}
+
+/// The step containers a run object's status lists.
+fn steps_of(data: &Value) -> Vec<String> {
+    data.pointer("/status/steps")
+        .and_then(Value::as_array)
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(|step| step.get("container").and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The pipeline task of a TaskRun object: its `tekton.dev/pipelineTask`
@@ -160,7 +175,7 @@ pub fn child(
         return Ok(None);
     }
     match target(&log, record_name, record_type, data) {
-        Ok(RecordTarget::Run(run)) if run.kind == RunKind::TaskRun => Ok(Some(run)),
+        Ok(RecordTarget::Run(run)) if run.kind == RunKind::TaskRun => Ok(Some(*run)),
         Ok(_) => Err(invalid(format!("has type {record_type:?}, not a TaskRun"))),
         Err(ResolveError::InvalidRecord { reason, .. }) => {
             Err(invalid(format!("is broken: {reason}")))

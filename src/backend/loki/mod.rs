@@ -33,7 +33,9 @@ use self::history::HistoryQuery;
 use self::push::{Batcher, LineShape, LineSplitter, PushLine};
 use self::query::QueryTemplate;
 use super::retry::RetryPolicy;
-use super::{ByteStream, Error, LogBackend, LogQuery, PageStream, Result, WriteSummary};
+use super::{
+    ByteStream, Error, LogBackend, LogQuery, PageStream, RecordFields, Result, WriteSummary,
+};
 use crate::config::Config;
 use crate::run::{Run, RunKind};
 
@@ -333,5 +335,12 @@ impl LogBackend for LokiBackend {
 
     async fn check(&self) -> Result<()> {
         self.client.check().await
+    }
+
+    fn fields(&self) -> RecordFields {
+        RecordFields {
+            times: true,
+            containers: self.template.container_key.is_some(),
+        }
     }
 }
