@@ -9,6 +9,7 @@ use prost::Message;
 const PROTOS: &[&str] = &[
     "proto/tekton/results/v1alpha3/log.proto",
     "proto/tekton/results/v1alpha2/logs.proto",
+    "proto/tekton/resultslogs/v1/logs.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

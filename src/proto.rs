@@ -10,8 +10,14 @@ pub mod google {
     }
 }
 
-/// `tekton.results.*`: the upstream-compatible Logs services.
+/// `tekton.results.*`: the upstream-compatible Logs services;
+/// `tekton.resultslogs.v1`: the product's own.
 pub mod tekton {
+    pub mod resultslogs {
+        pub mod v1 {
+            tonic::include_proto!("tekton.resultslogs.v1");
+        }
+    }
     pub mod results {
         pub mod v1alpha2 {
             tonic::include_proto!("tekton.results.v1alpha2");

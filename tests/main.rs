@@ -18,6 +18,8 @@ mod bad_input;
 mod cli;
 /// Upload then read back byte for byte over gRPC (v1alpha2, v1alpha3) and REST.
 mod get_log_compat;
+/// The product's own gRPC API: records, cursors, filters, follow.
+mod grpc_v1;
 /// A 100 MB log through gRPC and REST in bounded chunks.
 mod large_log;
 /// The Loki connector against the fake Loki, and the server on top of it.

@@ -42,6 +42,7 @@ async fn reflection_lists_both_logs_services_so_the_watcher_uploads() {
     for expected in [
         "tekton.results.v1alpha2.Logs",
         "tekton.results.v1alpha3.Logs",
+        "tekton.resultslogs.v1.Logs",
         "grpc.health.v1.Health",
     ] {
         assert!(
@@ -98,6 +99,7 @@ async fn health_reports_serving_for_the_server_and_each_logs_service() {
         "",
         "tekton.results.v1alpha3.Logs",
         "tekton.results.v1alpha2.Logs",
+        "tekton.resultslogs.v1.Logs",
     ] {
         let answer = health
             .check(HealthCheckRequest {

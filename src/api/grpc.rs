@@ -1,6 +1,8 @@
 //! The gRPC front end: upstream's `tekton.results.v1alpha3.Logs` (read) and
 //! the log RPCs of `tekton.results.v1alpha2.Logs` (read, upload, delete), wire
-//! compatible, over the shared `Logs` operations.
+//! compatible, and the product's own `tekton.resultslogs.v1.Logs`
+//! (structured records, follow, cursors, filters), over the shared `Logs`
+//! operations.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,11 +11,13 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::logs::{Logs, TextStream};
+use super::logs::{Logs, ReadOptions, TextStream};
 use super::status::{ApiError, ErrorCode};
 use crate::backend;
 use crate::proto::google::api::HttpBody;
 use crate::proto::tekton::results::{v1alpha2, v1alpha3};
+use crate::proto::tekton::resultslogs::v1;
+use crate::record::OutputStream;
 use crate::run::LogName;
 
 /// The content type of every log chunk, as upstream sends it.
@@ -186,4 +190,96 @@ fn upload_bytes(
         }
     }
     .boxed()
+}
+
+/// `tekton.resultslogs.v1.Logs`: structured records with cursors, follow
+/// and filters (the REST structured reads' gRPC form).
+#[derive(Debug, Clone)]
+pub struct LogsV1 {
+    logs: Logs,
+}
+
+impl LogsV1 {
+    /// Serves `logs`.
+    pub fn new(logs: Logs) -> Self {
+        Self { logs }
+    }
+}
+
+/// A stream of record batches.
+pub type RecordBatchStream = futures::stream::BoxStream<'static, Result<v1::RecordBatch, Status>>;
+
+/// A protobuf time as nanoseconds since the epoch.
+fn time_ns(field: &str, time: Option<prost_types::Timestamp>) -> Result<Option<i64>, ApiError> {
+    let Some(time) = time else { return Ok(None) };
+    let ns = (0..1_000_000_000)
+        .contains(&time.nanos)
+        .then(|| time.seconds.checked_mul(1_000_000_000))
+        .flatten()
+        .and_then(|s| s.checked_add(i64::from(time.nanos)));
+    ns.map(Some).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "{field} ({} s, {} ns) is out of range",
+                time.seconds, time.nanos
+            ),
+        )
+    })
+}
+
+fn timestamp(ns: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ns.div_euclid(1_000_000_000),
+        nanos: ns.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+fn record(record: &crate::record::LogRecord, name: &LogName) -> v1::Record {
+    v1::Record {
+        time: record.ts_ns.map(timestamp),
+        task: record.task.as_deref().unwrap_or("").to_owned(),
+        task_run: record.task_run.as_deref().unwrap_or("").to_owned(),
+        container: record.container.as_deref().unwrap_or("").to_owned(),
+        stream: match record.stream {
+            OutputStream::Unknown => v1::OutputStream::Unspecified,
+            OutputStream::Stdout => v1::OutputStream::Stdout,
+            OutputStream::Stderr => v1::OutputStream::Stderr,
+        } as i32,
+        message: record.message.clone(),
+        unterminated: !record.terminated,
+        cursor: super::encode::cursor_of(record, name),
+    }
+}
+
+#[tonic::async_trait]
+impl v1::logs_server::Logs for LogsV1 {
+    type StreamLogStream = RecordBatchStream;
+
+    async fn stream_log(
+        &self,
+        request: Request<v1::StreamLogRequest>,
+    ) -> Result<Response<Self::StreamLogStream>, Status> {
+        let request = request.into_inner();
+        let name = LogName::parse(&request.name).map_err(ApiError::from)?;
+        let options = ReadOptions {
+            follow: request.follow,
+            cursor: (!request.cursor.is_empty()).then_some(request.cursor),
+            steps: request.steps,
+            since_ns: time_ns("since", request.since)?,
+            until_ns: time_ns("until", request.until)?,
+            tail: (request.tail > 0).then_some(request.tail as usize),
+        };
+        let pages = self.logs.records(&name, &options).await?;
+        let batches = pages.map(move |page| {
+            page.map(|page| v1::RecordBatch {
+                records: page.records.iter().map(|r| record(r, &name)).collect(),
+            })
+            .map_err(|e| {
+                tracing::warn!(error = %e, "record stream ended with an error");
+                Status::from(e)
+            })
+        });
+        Ok(Response::new(batches.boxed()))
+    }
 }

@@ -37,6 +37,7 @@ use crate::run::RunResolver;
 pub const SERVICES: &[&str] = &[
     "tekton.results.v1alpha3.Logs",
     "tekton.results.v1alpha2.Logs",
+    "tekton.resultslogs.v1.Logs",
 ];
 
 fn grpc_route<S>(router: Router, service: S) -> Router
@@ -95,6 +96,12 @@ pub async fn router(
     router = grpc_route(
         router,
         v1alpha2::logs_server::LogsServer::new(grpc::LogsV1alpha2::new(logs.clone())),
+    );
+    router = grpc_route(
+        router,
+        crate::proto::tekton::resultslogs::v1::logs_server::LogsServer::new(grpc::LogsV1::new(
+            logs.clone(),
+        )),
     );
     router = grpc_route(router, health_service);
     router = grpc_route(
