@@ -1,6 +1,7 @@
 //! The `tekton-results-logs` command: `serve` runs the service; `check`
-//! validates the configuration; `get` and `push` are clients of a running
-//! service's upstream-compatible gRPC API.
+//! validates the configuration; `get`, `tail` and `push` are clients of a
+//! running service (the upstream-compatible gRPC API, and REST for follows,
+//! filters and structured output).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +14,8 @@ use tokio_util::io::ReaderStream;
 use tekton_results_logs::config::{self, keys, Config, RawConfig};
 use tekton_results_logs::proto::tekton::results::{v1alpha2, v1alpha3};
 use tekton_results_logs::{api, backend, run, telemetry};
+
+mod client;
 
 /// Where `get` and `push` find the service unless told otherwise.
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
@@ -38,7 +41,7 @@ enum Command {
     Serve(ConfigArgs),
     /// Validate the configuration and print what the service would use.
     Check(ConfigArgs),
-    /// Print a log to standard output.
+    /// Print a log to standard output (or a file).
     Get {
         /// The log: <namespace>/results/<result>/logs/<log>.
         name: String,
@@ -46,6 +49,25 @@ enum Command {
         /// `?follow=true`).
         #[arg(short, long)]
         follow: bool,
+        /// text (the log as it is), json (an array of records) or ndjson
+        /// (a record per line).
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: client::Output,
+        /// Write to this file instead, with progress on a terminal.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        filters: client::Filters,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Follow a log, printing its lines as they come; resumes where it
+    /// stopped when the connection drops, and ends when the run has completed.
+    Tail {
+        /// The log: <namespace>/results/<result>/logs/<log>.
+        name: String,
+        #[command(flatten)]
+        filters: client::Filters,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -110,14 +132,24 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Check(args) => check(args).await,
         Command::Get {
             name,
-            follow: false,
+            follow,
+            output,
+            out,
+            filters,
             client,
-        } => get(&name, &client.server).await,
-        Command::Get {
+        } => {
+            if !follow && output == client::Output::Text && out.is_none() && !filters.any() {
+                // The plain log through the upstream-compatible gRPC API.
+                get(&name, &client.server).await
+            } else {
+                client::get(&client.server, &name, follow, &filters, output, out).await
+            }
+        }
+        Command::Tail {
             name,
-            follow: true,
+            filters,
             client,
-        } => follow(&name, &client.server).await,
+        } => client::tail(&client.server, &name, &filters).await,
         Command::Push { name, file, client } => push(&name, file, &client.server).await,
     }
 }
@@ -290,45 +322,6 @@ async fn get(name: &str, server: &str) -> Result<(), String> {
         .flush()
         .await
         .map_err(|e| format!("writing to standard output: {e}"))
-}
-
-/// Prints a log as the server streams it over REST with `?follow=true`.
-async fn follow(name: &str, server: &str) -> Result<(), String> {
-    let (parent, rest) = name
-        .split_once('/')
-        .ok_or_else(|| format!("{name:?} is not <namespace>/results/<result>/logs/<log>"))?;
-    let url = format!(
-        "{}/apis/results.tekton.dev/v1alpha3/parents/{parent}/{rest}?follow=true",
-        server.trim_end_matches('/')
-    );
-    let response = reqwest::Client::new()
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("connecting to {server}: {e}"))?;
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-            .unwrap_or(body);
-        return Err(format!("{status}: {}", message.trim_end()));
-    }
-    let mut body = response.bytes_stream();
-    let mut stdout = tokio::io::stdout();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| format!("the log stream broke off: {e}"))?;
-        stdout
-            .write_all(&chunk)
-            .await
-            .map_err(|e| format!("writing to standard output: {e}"))?;
-        stdout
-            .flush()
-            .await
-            .map_err(|e| format!("writing to standard output: {e}"))?;
-    }
-    Ok(())
 }
 
 async fn push(name: &str, file: Option<PathBuf>, server: &str) -> Result<(), String> {

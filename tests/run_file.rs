@@ -284,3 +284,121 @@ async fn get_follow_waits_for_a_running_runs_upload_and_prints_it() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn get_prints_records_as_asked_and_tail_follows_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs.json");
+    // The lint TaskRun runs; the PipelineRun's tasks have finished.
+    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
+        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
+        "\"podName\": \"lint-pod\"",
+        1,
+    );
+    std::fs::write(&runs, text).unwrap();
+    let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
+    let url = server.url();
+    for (task, log) in [(TEST_TASK, "passed\n"), (BUILD_TASK, "compiled\nlinked\n")] {
+        server
+            .upload(&name(PIPELINE.0, task).to_string(), log.as_bytes(), 3)
+            .await
+            .unwrap();
+    }
+    let pipeline = name(PIPELINE.0, PIPELINE.1).to_string();
+    let get = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_command(&args, &[]).await
+    };
+    let base = |extra: &[&str]| {
+        let mut args = vec!["get".to_owned(), pipeline.clone()];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        args.extend(["--server".to_owned(), url.clone()]);
+        args
+    };
+
+    let out = get(base(&["--output", "ndjson"])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["task"], "build");
+
+    let out = get(base(&["-o", "json", "--tail", "2"])).await;
+    let array: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let messages: Vec<_> = array
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(messages, ["linked", "passed"]);
+
+    // Text through the structured read, into a file: as the text route.
+    let file = dir.path().join("out.log");
+    let out = get(base(&["--tail", "3", "--out", file.to_str().unwrap()])).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "[build] compiled\n[build] linked\n[test] passed\n"
+    );
+
+    // A filter the store cannot apply: the server's reason, and a failure.
+    let out = get(base(&["--steps", "build"])).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not say which step"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // tail follows the running TaskRun until its log is complete.
+    let solo = name(SOLO.0, SOLO.1).to_string();
+    let mut tail = tokio::process::Command::new(BIN)
+        .args(["tail", &solo, "--server", &url])
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        tail.try_wait().unwrap().is_none(),
+        "tail ended before the log came"
+    );
+    server
+        .upload(&name(SOLO.0, LOG_RECORD).to_string(), b"one\ntwo\n", 4)
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), tail.wait_with_output())
+        .await
+        .expect("tail did not end within 30 s")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"one\ntwo\n");
+
+    // tail of a log nobody has: the server's 404, at once.
+    let out = run_command(
+        &["tail", "demo/results/r/logs/nothing", "--server", &url],
+        &[],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}
