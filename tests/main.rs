@@ -2,6 +2,8 @@
 //! behaviour through the real `tekton-results-logs` binary or the library's
 //! public API.
 
+/// The Tekton Dashboard's external-logs route.
+mod dashboard;
 /// Fake provider servers.
 mod fakes;
 /// Starting the real server on an ephemeral loopback port; clients.

@@ -29,6 +29,7 @@ use futures::StreamExt;
 use super::encode;
 use super::logs::{Logs, ReadOptions, MAX_TAIL};
 use super::status::{ApiError, ErrorCode};
+use crate::backend::ContainerQuery;
 use crate::run::LogName;
 use crate::timestamp::parse_rfc3339_ns;
 
@@ -37,9 +38,14 @@ const V1ALPHA2_LOG: &str =
 const V1ALPHA3_LOG: &str =
     "/apis/results.tekton.dev/v1alpha3/parents/{parent}/results/{result}/logs/{log}";
 
+/// The Tekton Dashboard's external-logs route: point `--external-logs` at
+/// `<this service>/dashboard/logs`.
+pub const DASHBOARD_LOG: &str = "/dashboard/logs/{namespace}/{pod}/{container}";
+
 /// The REST routes.
 pub fn routes(logs: Logs) -> Router {
     Router::new()
+        .route(DASHBOARD_LOG, get(dashboard_log))
         .route(V1ALPHA3_LOG, get(get_log))
         .route(V1ALPHA2_LOG, get(get_log).delete(delete_log))
         .route("/healthz", get(healthz))
@@ -374,6 +380,86 @@ async fn text_response(logs: &Logs, name: LogName, follow: bool) -> Result<Respo
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
+/// The query of a Dashboard external-logs request.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DashboardParams {
+    start_time: Option<String>,
+    completion_time: Option<String>,
+}
+
+/// Whether `name` is a Kubernetes name: lower-case letters, digits and `-`
+/// (and `.` where `dots`), starting and ending with a letter or digit, at
+/// most `max` bytes.
+fn is_kubernetes_name(name: &str, max: usize, dots: bool) -> bool {
+    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !name.is_empty()
+        && name.len() <= max
+        && name.bytes().next().is_some_and(edge)
+        && name.bytes().last().is_some_and(edge)
+        && name
+            .bytes()
+            .all(|b| edge(b) || b == b'-' || (dots && b == b'.'))
+}
+
+/// `GET /dashboard/logs/{namespace}/{pod}/{container}?startTime=&completionTime=`:
+/// one step container's log as `text/plain`, as the Tekton Dashboard asks
+/// for it when the pod's own log is gone.
+async fn dashboard_log(
+    State(logs): State<Logs>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    params: Result<Query<DashboardParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path((namespace, pod, container)) =
+        path.map_err(|rejection| invalid(format!("invalid path: {}", rejection.body_text())))?;
+    let Query(params) = params
+        .map_err(|rejection| invalid(format!("invalid query string: {}", rejection.body_text())))?;
+    for (what, value, max, dots) in [
+        ("namespace", &namespace, 63, false),
+        ("pod", &pod, 253, true),
+        ("container", &container, 63, false),
+    ] {
+        if !is_kubernetes_name(value, max, dots) {
+            return Err(invalid(format!(
+                "{what} {value:?} is not a Kubernetes name (lower-case letters, digits and '-'{}, \
+                 at most {max})",
+                if dots { " or '.'" } else { "" }
+            )));
+        }
+    }
+    let time = |key: &str, value: &Option<String>| -> Result<Option<i64>, ApiError> {
+        value
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|text| {
+                parse_rfc3339_ns(text)
+                    .ok_or_else(|| invalid(format!("{key}={text:?}: expected an RFC 3339 time")))
+            })
+            .transpose()
+    };
+    let query = ContainerQuery {
+        namespace,
+        pod,
+        container,
+        start_ns: time("startTime", &params.start_time)?,
+        completion_ns: time("completionTime", &params.completion_time)?,
+    };
+    let what = format!("{}/{}/{}", query.namespace, query.pod, query.container);
+    let text = logs.container_text(query).await?;
+    let body = Body::from_stream(text.map(move |chunk| {
+        chunk.map_err(|e| {
+            tracing::warn!(container = %what, error = %e, "aborting a log response");
+            std::io::Error::other(e.message)
+        })
+    }));
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     Ok(response)
 }

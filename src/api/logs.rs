@@ -23,7 +23,7 @@ use futures::StreamExt;
 use super::cursor::Cursor;
 use super::status::{ApiError, ErrorCode};
 use crate::backend::{
-    self, ByteStream, Completion, LogBackend, LogQuery, RecordFields, WriteSummary,
+    self, ByteStream, Completion, ContainerQuery, LogBackend, LogQuery, RecordFields, WriteSummary,
 };
 use crate::pipeline::{live_text_chunks, text_chunks};
 use crate::record::{LogRecord, Page};
@@ -356,6 +356,21 @@ impl Logs {
         }
         let live = filter.apply(self.pages(run, true, last)?);
         Ok(head.chain(live).boxed())
+    }
+
+    /// One container's log as text, found by its pod (the Tekton
+    /// Dashboard's external-logs request); errors before the first chunk.
+    pub async fn container_text(&self, query: ContainerQuery) -> Result<TextStream, ApiError> {
+        let pages = self
+            .backend
+            .read_container(query)
+            .map(|page| page.map_err(ApiError::from));
+        let mut chunks = text_chunks(pages, self.settings.chunk_size).boxed();
+        match chunks.next().await {
+            None => Ok(stream::empty().boxed()),
+            Some(Err(e)) => Err(e),
+            Some(Ok(first)) => Ok(stream::once(async { Ok(first) }).chain(chunks).boxed()),
+        }
     }
 
     /// The record pages of `run`'s log (a PipelineRun's: its TaskRuns'),

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use futures::StreamExt;
 
 pub use error::{Error, Result};
 
@@ -148,6 +149,22 @@ pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 /// A stream of record pages.
 pub type PageStream = BoxStream<'static, Result<Page>>;
 
+/// One container's log, found by its pod (the Tekton Dashboard's
+/// external-logs request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerQuery {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod.
+    pub pod: String,
+    /// The container, e.g. `step-build`.
+    pub container: String,
+    /// The run's start (ns), when known.
+    pub start_ns: Option<i64>,
+    /// The run's completion (ns), when known.
+    pub completion_ns: Option<i64>,
+}
+
 /// Which fields a provider fills in on its records; the API refuses filters
 /// on fields the provider does not have, rather than answer nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -184,6 +201,20 @@ pub trait LogBackend: Debug + Send + Sync + 'static {
 
     /// Checks that the provider is usable (reachable, writable).
     async fn check(&self) -> Result<()>;
+
+    /// Reads one container's log by its pod, for stores that keep lines by
+    /// pod and container; the first item is `Err(Unsupported)` elsewhere.
+    fn read_container(&self, query: ContainerQuery) -> PageStream {
+        let _ = query;
+        let provider = self.provider();
+        futures::stream::once(async move {
+            Err(Error::Unsupported {
+                provider,
+                operation: "reading a container's log by its pod",
+            })
+        })
+        .boxed()
+    }
 
     /// Which fields the provider's records have; none unless it says so.
     fn fields(&self) -> RecordFields {

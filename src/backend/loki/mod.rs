@@ -34,7 +34,8 @@ use self::push::{Batcher, LineShape, LineSplitter, PushLine};
 use self::query::QueryTemplate;
 use super::retry::RetryPolicy;
 use super::{
-    ByteStream, Error, LogBackend, LogQuery, PageStream, RecordFields, Result, WriteSummary,
+    ByteStream, ContainerQuery, Error, LogBackend, LogQuery, PageStream, RecordFields, Result,
+    WriteSummary,
 };
 use crate::config::Config;
 use crate::run::{Run, RunKind};
@@ -335,6 +336,38 @@ impl LogBackend for LokiBackend {
 
     async fn check(&self) -> Result<()> {
         self.client.check().await
+    }
+
+    fn read_container(&self, query: ContainerQuery) -> PageStream {
+        let now = now_ns();
+        let start_ns = query
+            .start_ns
+            .unwrap_or_else(|| now.saturating_sub(duration_ns(self.lookback)));
+        let end_ns = query.completion_ns.map_or(now.saturating_add(1), |done| {
+            done.saturating_add(duration_ns(self.forwarder_delay))
+        });
+        // A completion older than the look-back, without a start: the
+        // look-back before the completion.
+        let start_ns = if start_ns < end_ns {
+            start_ns
+        } else {
+            end_ns.saturating_sub(duration_ns(self.lookback))
+        };
+        let logql = self
+            .template
+            .for_container(&query.namespace, &query.pod, &query.container);
+        tracing::debug!(%logql, start_ns, end_ns, "reading a container's log from loki");
+        history::pages(
+            self.client.clone(),
+            HistoryQuery {
+                logql,
+                start_ns,
+                end_ns,
+                limit: self.limit,
+                after: None,
+            },
+        )
+        .boxed()
     }
 
     fn fields(&self) -> RecordFields {

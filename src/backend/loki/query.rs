@@ -82,6 +82,51 @@ impl QueryTemplate {
     }
 }
 
+/// JSON path of the pod name in forwarded lines (ViaQ and Vector's
+/// `kubernetes_logs` both write it there).
+pub const POD_KEY: &str = "kubernetes.pod_name";
+
+/// JSON path of the container name when `LOGGING_PLUGIN_CONTAINER_KEY` is
+/// empty.
+pub const DEFAULT_CONTAINER_KEY: &str = "kubernetes.container_name";
+
+impl QueryTemplate {
+    /// The query for one container's lines, by pod: the bare message of
+    /// each line (the message path of `LOGGING_PLUGIN_JSON_MAP` when it maps
+    /// `message`).
+    pub fn for_container(&self, namespace: &str, pod: &str, container: &str) -> String {
+        let mut selector = String::from("{ ");
+        for (name, value) in &self.static_labels {
+            selector.push_str(name);
+            selector.push('=');
+            selector.push_str(&logql_string(value));
+            selector.push(',');
+        }
+        selector.push_str(&self.namespace_key);
+        selector.push('=');
+        selector.push_str(&logql_string(namespace));
+        selector.push_str(" }");
+        let message = self
+            .json_map
+            .iter()
+            .find(|(name, _)| name == "message")
+            .map_or("message", |(_, path)| path.as_str());
+        let container_key = self
+            .container_key
+            .as_deref()
+            .unwrap_or(DEFAULT_CONTAINER_KEY);
+        format!(
+            "{selector}| json pod={}, container={}, message={} |pod={}|container={}| line_format {}",
+            logql_string(POD_KEY),
+            logql_string(container_key),
+            logql_string(message),
+            logql_string(pod),
+            logql_string(container),
+            logql_string("{{.message}}")
+        )
+    }
+}
+
 /// `value` as a double-quoted LogQL string: `\` and `"` escaped, control
 /// characters as Go escapes, everything else (UTF-8 included) as is.
 pub fn logql_string(value: &str) -> String {
