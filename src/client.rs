@@ -281,8 +281,7 @@ pub async fn tail(server: &str, name: &str, filters: &Filters) -> Result<(), Str
                 "error" => {
                     let error: Value = serde_json::from_str(&message.data).unwrap_or_default();
                     break Err(format!(
-                        "{}: {}",
-                        error["code"].as_str().unwrap_or("error"),
+                        "the log stream failed: {}",
                         error["message"].as_str().unwrap_or(&message.data)
                     ));
                 }

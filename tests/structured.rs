@@ -353,6 +353,52 @@ async fn filters_pick_steps_times_and_the_last_lines() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
+
+    // Text with timestamps: each line starts with its time.
+    let text = |query: &'static str| {
+        let url = format!("{}{query}", server.rest_url("v1alpha3", SOLO));
+        async move {
+            let response = http().get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let (status, body) = text("?timestamps=true").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body.lines().next(),
+        Some("2026-11-25T09:01:00.000000000Z container-step-lint: message=a")
+    );
+    assert_eq!(body.lines().count(), 4);
+    assert_eq!(text("?timestamps=maybe").await.0, 400);
+
+    // tail with paging: later pages carry on after the first.
+    let (status, first) = page(&server, SOLO, "tail=3&page_size=2").await;
+    assert_eq!(status, 200);
+    let token = first["next_page_token"].as_str().unwrap();
+    let (status, second) = page(
+        &server,
+        SOLO,
+        &format!("tail=3&page_size=2&page_token={token}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{second}");
+    let mut all = first["records"].as_array().unwrap().clone();
+    all.extend(second["records"].as_array().unwrap().iter().cloned());
+    assert_eq!(messages(&all), ["b", "c", "d"]);
+    assert_eq!(second["next_page_token"], "");
+
+    // An event stream with tail that reconnects resumes where it was.
+    let first_cursor = all[0]["cursor"].as_str().unwrap();
+    let resumed = http()
+        .get(format!(
+            "{}?tail=3&follow=false",
+            server.rest_url("v1alpha3", SOLO)
+        ))
+        .header("last-event-id", first_cursor);
+    let (rest, end) = events(EventSource::new(resumed).unwrap()).await;
+    assert_eq!(end, "end: {\"reason\":\"the log is complete\"}");
+    let rest: Vec<Value> = rest.into_iter().map(|(_, r)| r).collect();
+    assert_eq!(messages(&rest), ["c", "d"]);
 }
 
 #[tokio::test]

@@ -44,7 +44,9 @@ fn http_bodies(text: TextStream) -> HttpBodyStream {
 
 async fn get_log(logs: &Logs, name: &str) -> Result<Response<HttpBodyStream>, Status> {
     let name = LogName::parse(name).map_err(ApiError::from)?;
-    Ok(Response::new(http_bodies(logs.text(name, false).await?)))
+    Ok(Response::new(http_bodies(
+        logs.text(name, false, false).await?,
+    )))
 }
 
 /// `tekton.results.v1alpha3.Logs`.

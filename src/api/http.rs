@@ -87,6 +87,8 @@ struct ReadParams {
     page_size: Option<String>,
     /// Paged JSON: the `next_page_token` of the page before.
     page_token: Option<String>,
+    /// Text: start each line with its time, where the store has one.
+    timestamps: Option<String>,
 }
 
 /// The most records on one page of paged JSON.
@@ -138,7 +140,7 @@ fn read_options(
         .unwrap_or_default();
     Ok(ReadOptions {
         follow: follow_param(params.follow.as_deref(), follow)?,
-        cursor,
+        cursor: cursor.filter(|c| !c.is_empty()),
         steps,
         since_ns: time("since", &params.since)?,
         until_ns: time("until", &params.until)?,
@@ -227,7 +229,16 @@ async fn get_log(
                 )));
             }
             let follow = follow_param(params.follow.as_deref(), false)?;
-            text_response(&logs, name, follow).await
+            let timestamps = match params.timestamps.as_deref() {
+                None | Some("false" | "0") => false,
+                Some("" | "true" | "1") => true,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "timestamps={other:?}: expected true or false"
+                    )))
+                }
+            };
+            text_response(&logs, name, follow, timestamps).await
         }
         Format::Ndjson => {
             let options = read_options(&params, false, params.cursor.clone())?;
@@ -253,8 +264,14 @@ async fn get_log(
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned);
+            // A reconnect resumes where the stream was: `tail` only chose
+            // where it began.
+            let resuming = last_event.is_some() && params.cursor.is_none();
             let cursor = params.cursor.clone().or(last_event);
-            let options = read_options(&params, true, cursor)?;
+            let mut options = read_options(&params, true, cursor)?;
+            if resuming {
+                options.tail = None;
+            }
             let pages = logs.records(&name, &options).await?;
             Ok(Sse::new(events(pages, name))
                 .keep_alive(KeepAlive::new().interval(SSE_HEARTBEAT))
@@ -295,7 +312,11 @@ async fn paged(logs: &Logs, name: LogName, params: &ReadParams) -> Result<Respon
         .clone()
         .or_else(|| params.cursor.clone())
         .filter(|t| !t.is_empty());
-    let options = read_options(params, false, token)?;
+    let mut options = read_options(params, false, token)?;
+    if params.page_token.as_deref().is_some_and(|t| !t.is_empty()) {
+        // Later pages: `tail` only chose where the first one began.
+        options.tail = None;
+    }
     let mut pages = logs.records(&name, &options).await?;
     let mut records = Vec::with_capacity(size);
     let mut more = false;
@@ -354,15 +375,21 @@ fn events(
 }
 
 fn error_event(code: ErrorCode, message: &str) -> Event {
+    // The same shape as the error bodies of the REST routes.
     let data = serde_json::json!({
-        "code": format!("{:?}", code.grpc_code()),
+        "code": code.grpc_code() as i32,
         "message": message,
     });
     Event::default().event("error").data(data.to_string())
 }
 
-async fn text_response(logs: &Logs, name: LogName, follow: bool) -> Result<Response, ApiError> {
-    let text = logs.text(name.clone(), follow).await?;
+async fn text_response(
+    logs: &Logs,
+    name: LogName,
+    follow: bool,
+    timestamps: bool,
+) -> Result<Response, ApiError> {
+    let text = logs.text(name.clone(), follow, timestamps).await?;
     let body = Body::from_stream(text.map(move |chunk| {
         chunk.map_err(|e| {
             // The status line is gone; aborting the chunked body is how the

@@ -25,7 +25,7 @@ use super::status::{ApiError, ErrorCode};
 use crate::backend::{
     self, ByteStream, Completion, ContainerQuery, LogBackend, LogQuery, RecordFields, WriteSummary,
 };
-use crate::pipeline::{live_text_chunks, text_chunks};
+use crate::pipeline::{text_chunks, text_chunks_with, TextOptions};
 use crate::record::{LogRecord, Page};
 use crate::run::{LogName, ResolveError, Run, RunKind, RunResolver};
 use crate::timestamp::format_rfc3339_ns;
@@ -260,17 +260,26 @@ impl Logs {
     /// a follower waits at most `FIRST_CHUNK_WAIT` (a running run may have no
     /// line yet, and clients and proxies give up on a response that does
     /// not start).
-    pub async fn text(&self, name: LogName, follow: bool) -> Result<TextStream, ApiError> {
+    pub async fn text(
+        &self,
+        name: LogName,
+        follow: bool,
+        timestamps: bool,
+    ) -> Result<TextStream, ApiError> {
         let run = self.resolver.resolve(&name).await?;
         // A completed run's log is all there: its errors still get a status.
         let may_wait = follow && !run.is_complete();
         let pages = self.pages(run, follow, None)?;
         let size = self.settings.chunk_size;
-        let mut chunks = if follow {
-            live_text_chunks(pages, size).boxed()
-        } else {
-            text_chunks(pages, size).boxed()
-        };
+        let mut chunks = text_chunks_with(
+            pages,
+            size,
+            TextOptions {
+                live: follow,
+                timestamps,
+            },
+        )
+        .boxed();
         let first = if may_wait {
             // Dropping a pending `next` loses nothing: the stream is polled
             // again by the response.

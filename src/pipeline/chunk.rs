@@ -2,12 +2,14 @@
 //! plus `\n` where the source line had one; a line whose first record names
 //! its pipeline task starts with `[<task>] `), cut into chunks of exactly
 //! `chunk_size` bytes at byte offsets (the last one shorter), as upstream's
-//! `LOGS_BUFFER_SIZE` writer does. Holds at most one chunk.
+//! `LOGS_BUFFER_SIZE` writer does. Holds at most one chunk. With
+//! `TextOptions::timestamps`, a line starts with its time first.
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, Stream, StreamExt};
 
 use crate::record::Page;
+use crate::timestamp::format_rfc3339_ns;
 
 /// Turns pages into text chunks of exactly `chunk_size` bytes, the last one
 /// shorter; no chunk is empty. An error ends the stream after being passed on.
@@ -28,10 +30,50 @@ where
     chunks(pages, chunk_size, true)
 }
 
+/// How text is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TextOptions {
+    /// Send what is ready whenever the next page is not (`live_text_chunks`).
+    pub live: bool,
+    /// Start each line whose record has a time with that time, RFC 3339 with
+    /// nanoseconds, and a space (as `kubectl logs --timestamps` does).
+    pub timestamps: bool,
+}
+
+/// `text_chunks` or `live_text_chunks`, with timestamps when asked.
+pub fn text_chunks_with<S, E>(
+    pages: S,
+    chunk_size: usize,
+    options: TextOptions,
+) -> impl Stream<Item = Result<Bytes, E>>
+where
+    S: Stream<Item = Result<Page, E>>,
+{
+    chunks_of(pages, chunk_size, options)
+}
+
 fn chunks<S, E>(
     pages: S,
     chunk_size: usize,
     flush_when_idle: bool,
+) -> impl Stream<Item = Result<Bytes, E>>
+where
+    S: Stream<Item = Result<Page, E>>,
+{
+    chunks_of(
+        pages,
+        chunk_size,
+        TextOptions {
+            live: flush_when_idle,
+            timestamps: false,
+        },
+    )
+}
+
+fn chunks_of<S, E>(
+    pages: S,
+    chunk_size: usize,
+    options: TextOptions,
 ) -> impl Stream<Item = Result<Bytes, E>>
 where
     S: Stream<Item = Result<Page, E>>,
@@ -57,9 +99,16 @@ where
                 }
             };
             for record in page.records {
-                if at_line_start {
+                if at_line_start && (record.task.is_some() || options.timestamps) {
+                    let mut prefix = String::new();
+                    if let (true, Some(ts)) = (options.timestamps, record.ts_ns) {
+                        prefix.push_str(&format_rfc3339_ns(ts));
+                        prefix.push(' ');
+                    }
                     if let Some(task) = &record.task {
-                        let prefix = format!("[{task}] ");
+                        prefix.push_str(&format!("[{task}] "));
+                    }
+                    {
                         let mut rest = prefix.as_bytes();
                         while !rest.is_empty() {
                             let room = chunk_size - out.len();
@@ -93,7 +142,7 @@ where
                     }
                 }
             }
-            if flush_when_idle && !out.is_empty() {
+            if options.live && !out.is_empty() {
                 // Polling a stream's `next` and dropping it when pending
                 // loses nothing; the next await polls it again.
                 ready = pages.next().now_or_never();

@@ -4,4 +4,4 @@
 
 mod chunk;
 
-pub use chunk::{live_text_chunks, text_chunks};
+pub use chunk::{live_text_chunks, text_chunks, text_chunks_with, TextOptions};
