@@ -14,6 +14,8 @@ mod support_db;
 /// The `LogBackend` contract suite, run against the local store (and, later,
 /// every provider's fake).
 mod backend_conformance;
+/// A slow reader holds the upstream paging back.
+mod backpressure;
 /// Invalid names, unknown logs, wrong methods: precise errors, never a panic.
 mod bad_input;
 /// The `get`, `push` and `check` commands.

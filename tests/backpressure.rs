@@ -1,0 +1,97 @@
+//! A client that stops reading holds the upstream paging back: the server
+//! asks Loki for the next page only as the client takes the log, so what it
+//! holds for a slow client is bounded by pages in flight, not by the log.
+//! Measured by how many pages the fake Loki was asked for, not by timings.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::fakes::loki::{FakeLoki, FakeLokiConfig};
+use crate::support::{http, TestServer};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/runs.json");
+const SOLO: &str =
+    "demo/results/a0a0a0a0-0000-4000-8000-000000000001/logs/a0a0a0a0-0000-4000-8000-000000000002";
+
+/// Lines of the log, and lines per page.
+const LINES: usize = 60_000;
+const PAGE: usize = 1_000;
+
+#[tokio::test]
+async fn a_reader_that_stops_stops_the_paging_and_loses_nothing() {
+    let loki = FakeLoki::start(FakeLokiConfig::default());
+    let uid = "a0a0a0a0-0000-4000-8000-000000000002";
+    let start = tekton_results_logs::timestamp::parse_rfc3339_ns("2026-11-25T09:00:01Z").unwrap();
+    let filler = "x".repeat(900);
+    let lines: Vec<(i64, String)> = (0..LINES)
+        .map(|i| {
+            let line = serde_json::json!({
+                "message": format!("{i:06} {filler}"),
+                "kubernetes": {"container_name": "step-lint", "namespace_name": "demo",
+                               "labels": {"tekton_dev_taskRunUID": uid}}
+            });
+            (start + i as i64 * 1_000_000, line.to_string())
+        })
+        .collect();
+    let entries: Vec<(i64, &str)> = lines.iter().map(|(t, l)| (*t, l.as_str())).collect();
+    loki.push_lines(
+        &[
+            ("log_type", "application"),
+            ("kubernetes_namespace_name", "demo"),
+        ],
+        &entries,
+    );
+    drop(lines);
+    let server = TestServer::start_with([
+        ("LOGS_RUNS_FILE", FIXTURE),
+        ("LOGS_TYPE", "Loki"),
+        ("LOGGING_PLUGIN_API_URL", loki.url().as_str()),
+        ("LOGGING_PLUGIN_PROXY_PATH", ""),
+        ("LOGGING_PLUGIN_QUERY_LIMIT", &PAGE.to_string()),
+    ])
+    .await;
+    let pages_asked = || loki.requests_to("/loki/api/v1/query_range").len();
+
+    for accept in ["text/plain", "application/x-ndjson"] {
+        let before = pages_asked();
+        let response = http()
+            .get(server.rest_url("v1alpha3", SOLO))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        // Take about one page, then stop reading for a while.
+        let mut taken = 0usize;
+        while taken < PAGE * 900 {
+            taken += body.next().await.unwrap().unwrap().len();
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let while_stopped = pages_asked() - before;
+        eprintln!("backpressure: {accept}: {while_stopped} pages fetched while stopped");
+        let total_pages = LINES / PAGE;
+        // What socket buffers and one page in hand allow: far from all.
+        assert!(
+            while_stopped <= total_pages / 3,
+            "{accept}: {while_stopped} of {total_pages} pages fetched for a reader that stopped"
+        );
+        // Reading on gets every line, in order.
+        let mut rest = Vec::new();
+        while let Some(chunk) = body.next().await {
+            rest.extend_from_slice(&chunk.unwrap());
+        }
+        let numbers = String::from_utf8_lossy(&rest)
+            .matches(&format!(" {filler}"))
+            .count();
+        assert!(
+            numbers > LINES - 2 * PAGE,
+            "{accept}: only {numbers} lines after the pause"
+        );
+        assert!(
+            pages_asked() - before >= total_pages,
+            "{accept}: the log was not read to its end"
+        );
+    }
+}
