@@ -38,17 +38,7 @@ pub struct QueryTemplate {
 impl QueryTemplate {
     /// The query for the lines of the run `uid` of `kind` in `namespace`.
     pub fn for_run(&self, namespace: &str, kind: RunKind, uid: &str) -> String {
-        let mut selector = String::from("{ ");
-        for (name, value) in &self.static_labels {
-            selector.push_str(name);
-            selector.push('=');
-            selector.push_str(&logql_string(value));
-            selector.push(',');
-        }
-        selector.push_str(&self.namespace_key);
-        selector.push('=');
-        selector.push_str(&logql_string(namespace));
-        selector.push_str(" }");
+        let selector = self.selector(namespace);
 
         let uid_key = match kind {
             RunKind::TaskRun => &self.taskrun_uid_key,
@@ -91,10 +81,8 @@ pub const POD_KEY: &str = "kubernetes.pod_name";
 pub const DEFAULT_CONTAINER_KEY: &str = "kubernetes.container_name";
 
 impl QueryTemplate {
-    /// The query for one container's lines, by pod: the bare message of
-    /// each line (the message path of `LOGGING_PLUGIN_JSON_MAP` when it maps
-    /// `message`).
-    pub fn for_container(&self, namespace: &str, pod: &str, container: &str) -> String {
+    /// The stream selector: the static labels and the namespace.
+    fn selector(&self, namespace: &str) -> String {
         let mut selector = String::from("{ ");
         for (name, value) in &self.static_labels {
             selector.push_str(name);
@@ -106,6 +94,14 @@ impl QueryTemplate {
         selector.push('=');
         selector.push_str(&logql_string(namespace));
         selector.push_str(" }");
+        selector
+    }
+
+    /// The query for one container's lines, by pod: the bare message of
+    /// each line (the message path of `LOGGING_PLUGIN_JSON_MAP` when it maps
+    /// `message`).
+    pub fn for_container(&self, namespace: &str, pod: &str, container: &str) -> String {
+        let selector = self.selector(namespace);
         let message = self
             .json_map
             .iter()
@@ -163,6 +159,15 @@ mod tests {
             taskrun_uid_key: "kubernetes.labels.tekton_dev_taskRunUID".into(),
             pipelinerun_uid_key: "kubernetes.labels.tekton_dev_pipelineRunUID".into(),
         }
+    }
+
+    #[test]
+    fn a_containers_query_filters_on_pod_and_container_and_escapes_them() {
+        let q = upstream_template().for_container("ns", "pod\"}|x", "step-\\a");
+        assert_eq!(
+            q,
+            r#"{ log_type="application",kubernetes_namespace_name="ns" }| json pod="kubernetes.pod_name", container="kubernetes.container_name", message="message" |pod="pod\"}|x"|container="step-\\a"| line_format "{{.message}}""#
+        );
     }
 
     #[test]
