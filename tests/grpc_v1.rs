@@ -248,3 +248,133 @@ async fn loki_records_have_times_and_steps_and_follow_ends_with_the_run() {
     let time = records[0].time.unwrap();
     assert_eq!((time.seconds % 60, time.nanos), (0, 500_000_000));
 }
+
+/// The runs file with the lint TaskRun still running, in `dir`.
+fn running_runs_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let runs = dir.join("runs.json");
+    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
+        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
+        "\"podName\": \"lint-pod\"",
+        1,
+    );
+    std::fs::write(&runs, text).unwrap();
+    runs
+}
+
+#[tokio::test]
+async fn a_running_run_is_followed_until_its_log_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = running_runs_file(dir.path());
+    let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
+    let upload = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.upload(SOLO, b"linted\nclean\n", 4).await.unwrap();
+    };
+    let (records, ()) = tokio::join!(
+        stream(
+            &server,
+            v1::StreamLogRequest {
+                follow: true,
+                ..request(SOLO)
+            }
+        ),
+        upload
+    );
+    assert_eq!(texts(&records.unwrap()), ["linted", "clean"]);
+}
+
+#[tokio::test]
+async fn tail_resumes_where_it_was_when_the_server_restarts() {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let runs = running_runs_file(dir.path());
+    let loki = FakeLoki::start(FakeLokiConfig::default());
+    let uid = "a0a0a0a0-0000-4000-8000-000000000002";
+    let push = |message: &str, ts: i64| {
+        let line = serde_json::json!({"message": message, "kubernetes": {"container_name": "step-lint", "namespace_name": "demo", "labels": {"tekton_dev_taskRunUID": uid}}}).to_string();
+        loki.push_lines(
+            &[
+                ("log_type", "application"),
+                ("kubernetes_namespace_name", "demo"),
+            ],
+            &[(ts, line.as_str())],
+        );
+    };
+    let now = || {
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        )
+        .unwrap()
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let data = dir.path().join("data");
+    let loki_url = loki.url();
+    let env = [
+        ("LOGS_RUNS_FILE", runs.to_str().unwrap()),
+        ("LOGS_PATH", data.to_str().unwrap()),
+        ("LOGS_TYPE", "Loki"),
+        ("LOGGING_PLUGIN_API_URL", loki_url.as_str()),
+        ("LOGGING_PLUGIN_PROXY_PATH", ""),
+        ("LOGGING_PLUGIN_FORWARDER_DELAY_DURATION", "0"),
+        ("SERVER_PORT", port.as_str()),
+    ];
+    push("one", now() - 3_000_000_000);
+    let first = TestServer::start_with(env).await;
+    let url = first.url();
+    let mut tail = tokio::process::Command::new(crate::support::BIN)
+        .args(["tail", SOLO, "--server", &url])
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    async fn next_line(
+        lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    ) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("no line within 30 s")
+            .unwrap()
+    }
+    assert_eq!(
+        next_line(&mut lines).await.as_deref(),
+        Some("container-step-lint: message=one")
+    );
+
+    // The server goes away; a line comes meanwhile; a new server starts.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    push("two", now());
+    let _second = TestServer::start_with(env).await;
+    assert_eq!(
+        next_line(&mut lines).await.as_deref(),
+        Some("container-step-lint: message=two")
+    );
+
+    // The run completes: tail ends, and printed nothing twice.
+    let done = tekton_results_logs::timestamp::format_rfc3339_ns(now() + 1_000_000_000);
+    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
+        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
+        &format!("\"completionTime\": \"{done}\""),
+        1,
+    );
+    std::fs::write(&runs, text).unwrap();
+    assert_eq!(next_line(&mut lines).await, None);
+    let status = tokio::time::timeout(Duration::from_secs(30), tail.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
