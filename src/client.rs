@@ -86,10 +86,13 @@ async fn error_of(response: reqwest::Response) -> String {
     format!("{status}: {}", message.trim_end())
 }
 
-/// A record as the text route writes it.
-fn text_line(record: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    if let Some(task) = record.get("task").and_then(Value::as_str) {
-        out.extend_from_slice(format!("[{task}] ").as_bytes());
+/// A record as the text route writes it; `at_line_start` says whether the
+/// record starts a line (the one before ended one), and is updated.
+fn text_line(record: &Value, out: &mut Vec<u8>, at_line_start: &mut bool) -> Result<(), String> {
+    if *at_line_start {
+        if let Some(task) = record.get("task").and_then(Value::as_str) {
+            out.extend_from_slice(format!("[{task}] ").as_bytes());
+        }
     }
     match (record.get("message"), record.get("message_base64")) {
         (Some(Value::String(text)), _) => out.extend_from_slice(text.as_bytes()),
@@ -106,11 +109,16 @@ fn text_line(record: &Value, out: &mut Vec<u8>) -> Result<(), String> {
             ))
         }
     }
-    if record.get("unterminated") != Some(&Value::Bool(true)) {
+    *at_line_start = record.get("unterminated") != Some(&Value::Bool(true));
+    if *at_line_start {
         out.push(b'\n');
     }
     Ok(())
 }
+
+/// The longest NDJSON line `get` takes: a record holds at most a line of
+/// the store (Loki's are at most 256 KB), base64 and JSON included.
+const MAX_RECORD_LINE: usize = 4 * 1024 * 1024;
 
 /// Where `get` writes, with a progress line on a terminal when it is a file.
 struct Sink {
@@ -205,13 +213,24 @@ pub async fn get(
     let mut pending = Vec::new();
     let mut out = Vec::new();
     let mut first = true;
+    let mut at_line_start = true;
     if output == Output::Json {
         sink.write(b"[").await?;
     }
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| format!("the log stream broke off: {e}"))?;
+        let searched = pending.len();
         pending.extend_from_slice(&chunk);
-        let Some(end) = pending.iter().rposition(|b| *b == b'\n') else {
+        let Some(end) = pending[searched..]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map(|at| searched + at)
+        else {
+            if pending.len() > MAX_RECORD_LINE {
+                return Err(format!(
+                    "the server sent a record longer than {MAX_RECORD_LINE} bytes"
+                ));
+            }
             continue;
         };
         let lines: Vec<u8> = pending.drain(..=end).collect();
@@ -229,7 +248,7 @@ pub async fn get(
                 Output::Text => {
                     let record: Value = serde_json::from_slice(line)
                         .map_err(|e| format!("the server sent a bad record: {e}"))?;
-                    text_line(&record, &mut out)?;
+                    text_line(&record, &mut out, &mut at_line_start)?;
                 }
             }
             first = false;
@@ -256,6 +275,7 @@ pub async fn tail(server: &str, name: &str, filters: &Filters) -> Result<(), Str
     let mut source = EventSource::new(request).map_err(|e| format!("{e}"))?;
     let mut stdout = tokio::io::stdout();
     let mut out = Vec::new();
+    let mut at_line_start = true;
     let outcome = loop {
         let Some(event) = source.next().await else {
             break Ok(());
@@ -267,7 +287,7 @@ pub async fn tail(server: &str, name: &str, filters: &Filters) -> Result<(), Str
                     let record: Value = serde_json::from_str(&message.data)
                         .map_err(|e| format!("the server sent a bad record: {e}"))?;
                     out.clear();
-                    text_line(&record, &mut out)?;
+                    text_line(&record, &mut out, &mut at_line_start)?;
                     stdout
                         .write_all(&out)
                         .await

@@ -50,6 +50,8 @@ async fn loki_server() -> (FakeLoki, TestServer) {
         ("LOGGING_PLUGIN_API_URL", loki.url().as_str()),
         ("LOGGING_PLUGIN_PROXY_PATH", ""),
         ("LOGGING_PLUGIN_FORWARDER_DELAY_DURATION", "1"),
+        // The lines are from 2026-11-25: a look-back that reaches them.
+        ("LOGGING_PLUGIN_LOOKBACK_DURATION", "5256000"),
     ])
     .await;
     (loki, server)

@@ -472,3 +472,36 @@ async fn paged_json_walks_the_log_and_stays_stable_while_it_grows() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_tail_of_a_running_run_waits_for_its_log_and_a_reconnect_id_wins() {
+    // The lint TaskRun, still running, its log not uploaded yet.
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs.json");
+    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
+        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
+        "\"podName\": \"lint-pod\"",
+        1,
+    );
+    std::fs::write(&runs, text).unwrap();
+    let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
+    let url = server.rest_url("v1alpha3", SOLO);
+    let tail = EventSource::new(http().get(format!("{url}?tail=2"))).unwrap();
+    let upload = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.upload(SOLO, b"one\ntwo\nthree\n", 4).await.unwrap();
+    };
+    let ((records, end), ()) = tokio::join!(events(tail), upload);
+    assert_eq!(end, "end: {\"reason\":\"the log is complete\"}");
+    let messages: Vec<_> = records.iter().map(|(_, r)| r["message"].clone()).collect();
+    assert_eq!(messages, ["one", "two", "three"]);
+
+    // A reconnect's Last-Event-ID wins over the URL's cursor, which an
+    // EventSource sends again unchanged.
+    let both = http()
+        .get(format!("{url}?cursor={}", records[0].0))
+        .header("last-event-id", records[1].0.as_str());
+    let (rest, end) = events(EventSource::new(both).unwrap()).await;
+    assert_eq!(end, "end: {\"reason\":\"the log is complete\"}");
+    assert_eq!(rest, records[2..]);
+}

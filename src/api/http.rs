@@ -222,7 +222,7 @@ async fn get_log(
         || params.tail.is_some();
     match format_of(&headers) {
         Format::Text => {
-            if params.cursor.is_some() || structured {
+            if params.cursor.as_deref().is_some_and(|c| !c.is_empty()) || structured {
                 return Err(invalid(format!(
                     "cursor, steps, since, until and tail are for structured reads: ask for \
                      {NDJSON} or {EVENT_STREAM}"
@@ -264,10 +264,11 @@ async fn get_log(
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.is_empty())
                 .map(str::to_owned);
-            // A reconnect resumes where the stream was: `tail` only chose
-            // where it began.
-            let resuming = last_event.is_some() && params.cursor.is_none();
-            let cursor = params.cursor.clone().or(last_event);
+            // A reconnect resumes where the stream was: an EventSource sends
+            // the same URL again (its `cursor` too) with the last id it saw,
+            // and `tail` only chose where the stream began.
+            let resuming = last_event.is_some();
+            let cursor = last_event.or_else(|| params.cursor.clone());
             let mut options = read_options(&params, true, cursor)?;
             if resuming {
                 options.tail = None;

@@ -52,6 +52,20 @@ pub const TASK_FOLLOW_GRACE: Duration = Duration::from_secs(5);
 /// The most lines `tail` keeps.
 pub const MAX_TAIL: usize = 10_000;
 
+/// The most message bytes `tail` keeps: with long lines, fewer lines.
+pub const MAX_TAIL_BYTES: usize = 16 * 1024 * 1024;
+
+/// Records per batch of a `tail`'s window.
+const TAIL_BATCH: usize = 500;
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .unwrap_or(i64::MAX)
+}
+
 /// What to read of a log, for the structured reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadOptions {
@@ -348,18 +362,60 @@ impl Logs {
         lines: usize,
         filter: Filter,
     ) -> Result<PageStream, ApiError> {
+        let live_run = follow && !run.is_complete();
+        // History up to what a follower would have been given by now (lines
+        // come in up to SETTLE late), so the live read takes over with no gap.
+        let before = live_run.then(|| {
+            let settle =
+                i64::try_from(crate::backend::loki::follow::SETTLE.as_nanos()).unwrap_or(0);
+            now_ns().saturating_sub(settle)
+        });
+        let history = match (run.kind, before) {
+            (RunKind::TaskRun, Some(before)) => self
+                .backend
+                .read(LogQuery::for_run(run.clone()).before(Some(before)))
+                .map(|page| page.map_err(ApiError::from))
+                .boxed(),
+            _ => self.pages(run.clone(), false, None)?,
+        };
+        let mut history = filter.clone().apply(history);
         let mut window = BoundedVecDeque::new(lines);
-        let mut history = filter.clone().apply(self.pages(run.clone(), false, None)?);
+        let mut window_bytes = 0usize;
+        let mut first = true;
         while let Some(page) = history.next().await {
-            for record in page?.records {
-                window.push_back(record);
+            let page = match page {
+                // A running run whose log is not there yet (an upload to
+                // come): no history, and the follow waits for it.
+                Err(e) if first && live_run && e.code == ErrorCode::NotFound => break,
+                page => page?,
+            };
+            first = false;
+            for record in page.records {
+                window_bytes += record.message.len();
+                if let Some(dropped) = window.push_back(record) {
+                    window_bytes -= dropped.message.len();
+                }
+                // A byte budget as well: long lines make a short window.
+                while window_bytes > MAX_TAIL_BYTES && window.len() > 1 {
+                    if let Some(dropped) = window.pop_front() {
+                        window_bytes -= dropped.message.len();
+                    }
+                }
             }
         }
         let last = window
             .back()
             .map(|r: &LogRecord| Cursor::new(r.task_run.as_deref().map(str::to_owned), r.position));
         let records: Vec<LogRecord> = window.into_unbounded().into();
-        let head = stream::iter((!records.is_empty()).then_some(Ok(Page { records })));
+        // In batches, as a store's pages are.
+        let mut batches = Vec::new();
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            batches.push(Ok(Page {
+                records: records.by_ref().take(TAIL_BATCH).collect(),
+            }));
+        }
+        let head = stream::iter(batches);
         if !follow {
             return Ok(head.boxed());
         }

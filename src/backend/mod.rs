@@ -80,6 +80,9 @@ pub struct LogQuery {
     /// forwarder delay). The TaskRuns of a followed PipelineRun use a short
     /// one, so that the next task's lines are not held up.
     pub follow_grace: Option<std::time::Duration>,
+    /// Only records before this time (ns since the epoch), for stores with
+    /// line times; not with `follow`.
+    pub before: Option<i64>,
 }
 
 impl LogQuery {
@@ -91,6 +94,7 @@ impl LogQuery {
             follow: false,
             completion: Completion::default(),
             follow_grace: None,
+            before: None,
         }
     }
 
@@ -126,6 +130,12 @@ impl LogQuery {
     /// Where the run's completion is learnt while following.
     pub fn completion(mut self, completion: Completion) -> Self {
         self.completion = completion;
+        self
+    }
+
+    /// Only the records before `before` (ns since the epoch).
+    pub fn before(mut self, before: Option<i64>) -> Self {
+        self.before = before;
         self
     }
 

@@ -223,6 +223,7 @@ impl LogBackend for LokiBackend {
 
     fn read(&self, query: LogQuery) -> PageStream {
         let (start_ns, end_ns) = self.range(&query.run);
+        let end_ns = query.before.map_or(end_ns, |before| end_ns.min(before));
         let logql = self
             .template
             .for_run(query.run.log.parent(), query.run.kind, &query.run.uid);
