@@ -505,3 +505,33 @@ async fn a_tail_of_a_running_run_waits_for_its_log_and_a_reconnect_id_wins() {
     assert_eq!(end, "end: {\"reason\":\"the log is complete\"}");
     assert_eq!(rest, records[2..]);
 }
+
+#[tokio::test]
+async fn an_idle_event_stream_gets_heartbeats() {
+    // A running run with no log yet: nothing to send for a while.
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs.json");
+    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
+        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
+        "\"podName\": \"lint-pod\"",
+        1,
+    );
+    std::fs::write(&runs, text).unwrap();
+    let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
+    let response = http()
+        .get(server.rest_url("v1alpha3", SOLO))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.bytes_stream();
+    // The heartbeat is a comment (a line starting with ':'), every 15 s.
+    let first = tokio::time::timeout(Duration::from_secs(25), body.next())
+        .await
+        .expect("no heartbeat within 25 s")
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with(b":"), "{first:?}");
+}
