@@ -100,6 +100,7 @@ impl Server {
             .env_clear()
             .env("SERVER_HOST", "127.0.0.1")
             .env("SERVER_PORT", "0")
+            .env("PROMETHEUS_PORT", "")
             .env("LOGS_PATH", data_dir)
             .env("LOG_LEVEL", "warn")
             .stdin(Stdio::null())

@@ -230,6 +230,21 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("listening on {}:{}: {e}", address.0, address.1))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let metrics = match config.server.metrics_port {
+        None => None,
+        Some(port) => {
+            let listener = tokio::net::TcpListener::bind((config.server.host, port))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "listening for metrics on {}:{port} (PROMETHEUS_PORT): {e}",
+                        config.server.host
+                    )
+                })?;
+            let handle = telemetry::install_metrics()?;
+            Some((listener, handle))
+        }
+    };
     tracing::info!(
         address = %local,
         provider = backend.provider(),
@@ -238,6 +253,31 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
     );
     // Scripts and tests read the address from this line (port 0 picks one).
     println!("tekton-results-logs listening on {local}");
+    if let Some((listener, handle)) = metrics {
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        println!("tekton-results-logs metrics on {address}");
+        tracing::info!(%address, "serving metrics at /metrics");
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        handle.render(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "the metrics endpoint stopped");
+            }
+        });
+    }
     let settings = api::Settings {
         chunk_size: config.logs.buffer_size,
         upload_idle_timeout: config.logs.upload_idle_timeout,

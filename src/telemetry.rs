@@ -1,4 +1,5 @@
-//! Logging set-up (tracing to stderr).
+//! Logging set-up (tracing to stderr) and metrics (the `metrics` facade,
+//! rendered for Prometheus).
 
 use std::io::IsTerminal;
 
@@ -14,4 +15,40 @@ pub fn init(level: &str) -> Result<(), String> {
         .with_ansi(std::io::stderr().is_terminal())
         .try_init()
         .map_err(|e| e.to_string())
+}
+
+/// The metrics the service records.
+pub mod names {
+    /// Gauge: log streams being served, by `api` (`text`, `records`,
+    /// `dashboard`).
+    pub const STREAMS: &str = "tekton_results_logs_streams";
+    /// Gauge: bytes of store pages held for clients that have not taken them
+    /// yet, over all streams (a page per stream at most: what backpressure
+    /// bounds).
+    pub const STREAM_BUFFERED_BYTES: &str = "tekton_results_logs_stream_buffered_bytes";
+    /// Counter: log records served, by `api`.
+    pub const RECORDS_SERVED: &str = "tekton_results_logs_records_served_total";
+    /// Counter: message bytes of the log records served, by `api`.
+    pub const BYTES_SERVED: &str = "tekton_results_logs_bytes_served_total";
+}
+
+/// Installs the global metrics recorder; the handle renders the metrics in
+/// Prometheus' text format.
+pub fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle, String> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| format!("installing the metrics recorder: {e}"))?;
+    metrics::describe_gauge!(names::STREAMS, "Log streams being served.");
+    metrics::describe_gauge!(
+        names::STREAM_BUFFERED_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of store pages held for clients that have not taken them yet."
+    );
+    metrics::describe_counter!(names::RECORDS_SERVED, "Log records served.");
+    metrics::describe_counter!(
+        names::BYTES_SERVED,
+        metrics::Unit::Bytes,
+        "Message bytes of the log records served."
+    );
+    Ok(handle)
 }

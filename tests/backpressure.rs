@@ -1,7 +1,8 @@
 //! A client that stops reading holds the upstream paging back: the server
 //! asks Loki for the next page only as the client takes the log, so what it
 //! holds for a slow client is bounded by pages in flight, not by the log.
-//! Measured by how many pages the fake Loki was asked for, not by timings.
+//! Measured by the server's buffer gauge and by how many pages the fake Loki
+//! was asked for, not by timings.
 
 use std::time::Duration;
 
@@ -72,6 +73,30 @@ async fn a_reader_that_stops_stops_the_paging_and_loses_nothing() {
         let while_stopped = pages_asked() - before;
         eprintln!("backpressure: {accept}: {while_stopped} pages fetched while stopped");
         let total_pages = LINES / PAGE;
+        // The server holds at most the page it is on for the stopped reader
+        // (its buffer gauge), whatever the log's size (60 pages).
+        let api = if accept == "text/plain" {
+            "text"
+        } else {
+            "records"
+        };
+        let held = server
+            .metric("tekton_results_logs_stream_buffered_bytes")
+            .await;
+        // A page of rendered lines: "container-step-lint: message=NNNNNN xxx…".
+        let page_bytes = (PAGE * (filler.len() + 64)) as f64;
+        eprintln!("backpressure: {accept}: {held} bytes held for the stopped reader");
+        assert!(held > 0.0, "{accept}: the gauge says nothing is held");
+        assert!(
+            held <= page_bytes,
+            "{accept}: {held} bytes held, more than a page"
+        );
+        assert_eq!(
+            server
+                .metric(&format!("tekton_results_logs_streams{{api=\"{api}\"}}"))
+                .await,
+            1.0
+        );
         // What socket buffers and one page in hand allow: far from all.
         assert!(
             while_stopped <= total_pages / 3,
@@ -94,6 +119,32 @@ async fn a_reader_that_stops_stops_the_paging_and_loses_nothing() {
         assert!(
             pages_asked() - before >= total_pages,
             "{accept}: the log was not read to its end"
+        );
+        // The stream is gone: nothing held, and every record counted.
+        let mut left = f64::MAX;
+        for _ in 0..50 {
+            left = server
+                .metric(&format!("tekton_results_logs_streams{{api=\"{api}\"}}"))
+                .await;
+            if left == 0.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(left, 0.0, "{accept}: the stream is still counted");
+        assert_eq!(
+            server
+                .metric("tekton_results_logs_stream_buffered_bytes")
+                .await,
+            0.0
+        );
+        assert_eq!(
+            server
+                .metric(&format!(
+                    "tekton_results_logs_records_served_total{{api=\"{api}\"}}"
+                ))
+                .await,
+            LINES as f64
         );
     }
 }

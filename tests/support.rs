@@ -18,6 +18,8 @@ pub const NAME: &str =
 /// A running server; killed when dropped.
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
+    /// Where the metrics endpoint listens, when it is on.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub data_dir: tempfile::TempDir,
     /// Killed when the test ends (`kill_on_drop`).
     child: Child,
@@ -42,6 +44,7 @@ impl TestServer {
             .arg("serve")
             .env_clear()
             .env("SERVER_PORT", "0")
+            .env("PROMETHEUS_PORT", "0")
             .env("LOGS_PATH", data_dir.path())
             .env("LOG_LEVEL", "warn")
             .envs(env)
@@ -61,10 +64,20 @@ impl TestServer {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .unwrap();
+        // With metrics on (the default here), the next line says where.
+        let mut metrics_addr = None;
+        if let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await
+        {
+            metrics_addr = line
+                .strip_prefix("tekton-results-logs metrics on ")
+                .and_then(|a| a.parse().ok());
+        }
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
             addr,
+            metrics_addr,
             data_dir,
             child,
         }
@@ -83,6 +96,29 @@ impl TestServer {
     /// Waits for the server to exit.
     pub async fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().await.unwrap()
+    }
+
+    /// The metrics endpoint's text.
+    pub async fn metrics(&self) -> String {
+        let addr = self.metrics_addr.expect("the metrics endpoint is on");
+        http()
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of the metric line that starts with `series` (a name and
+    /// its labels, as the endpoint writes them), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
     }
 
     pub fn url(&self) -> String {

@@ -283,7 +283,7 @@ impl Logs {
         let run = self.resolver.resolve(&name).await?;
         // A completed run's log is all there: its errors still get a status.
         let may_wait = follow && !run.is_complete();
-        let pages = self.pages(run, follow, None)?;
+        let pages = super::metered::metered(self.pages(run, follow, None)?, "text");
         let size = self.settings.chunk_size;
         let mut chunks = text_chunks_with(
             pages,
@@ -330,10 +330,11 @@ impl Logs {
         let run = self.resolver.resolve(name).await?;
         let filter = Filter::new(options, &run)?;
         let may_wait = follow && !run.is_complete();
-        let mut pages = match options.tail {
+        let pages = match options.tail {
             None => filter.apply(self.pages(run, follow, after)?),
             Some(lines) => self.tail(run, follow, lines, filter).await?,
         };
+        let mut pages = super::metered::metered(pages, "records");
         let deadline = tokio::time::Instant::now() + FIRST_CHUNK_WAIT;
         loop {
             let next = if may_wait {
@@ -426,10 +427,13 @@ impl Logs {
     /// One container's log as text, found by its pod (the Tekton
     /// Dashboard's external-logs request); errors before the first chunk.
     pub async fn container_text(&self, query: ContainerQuery) -> Result<TextStream, ApiError> {
-        let pages = self
-            .backend
-            .read_container(query)
-            .map(|page| page.map_err(ApiError::from));
+        let pages = super::metered::metered(
+            self.backend
+                .read_container(query)
+                .map(|page| page.map_err(ApiError::from))
+                .boxed(),
+            "dashboard",
+        );
         let mut chunks = text_chunks(pages, self.settings.chunk_size).boxed();
         match chunks.next().await {
             None => Ok(stream::empty().boxed()),

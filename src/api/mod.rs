@@ -9,6 +9,7 @@ pub mod encode;
 pub mod grpc;
 pub mod http;
 mod logs;
+mod metered;
 pub mod status;
 
 use std::convert::Infallible;

@@ -13,6 +13,11 @@ pub const SERVER_HOST: &str = "SERVER_HOST";
 /// `8080`.
 pub const SERVER_PORT: &str = "SERVER_PORT";
 
+/// Port of the Prometheus metrics endpoint (`GET /metrics`) on
+/// `SERVER_HOST`, 0 to 65535 (0 picks a free port); empty turns it off.
+/// Default `9090`, as upstream's.
+pub const PROMETHEUS_PORT: &str = "PROMETHEUS_PORT";
+
 /// Upstream's switch for its Logs gRPC service (`true`/`false`, `1`/`0`,
 /// `yes`/`no`, `on`/`off`). Read for compatibility and validated; this service
 /// always serves its Logs APIs. Default `false`.
@@ -167,6 +172,7 @@ pub const ALL: &[&str] = &[
     SERVER_PORT,
     SERVER_SHUTDOWN_TIMEOUT,
     LOG_LEVEL,
+    PROMETHEUS_PORT,
     LOGS_API,
     LOGS_TYPE,
     LOGS_BUFFER_SIZE,

@@ -107,6 +107,8 @@ pub struct ServerConfig {
     /// How long requests in flight may run on after a shutdown signal
     /// (`SERVER_SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout: Duration,
+    /// Port of the metrics endpoint, `None` for none (`PROMETHEUS_PORT`).
+    pub metrics_port: Option<u16>,
 }
 
 /// The logs API and its store.
@@ -320,6 +322,13 @@ impl Config {
                 values::parse_seconds,
             )?,
             log_level: field(raw, keys::LOG_LEVEL, "info", values::parse_log_level)?,
+            metrics_port: field(raw, keys::PROMETHEUS_PORT, "9090", |v| {
+                if v.is_empty() {
+                    Ok(None)
+                } else {
+                    parse_port(v).map(Some)
+                }
+            })?,
         };
         let logs = LogsConfig {
             api: field(raw, keys::LOGS_API, "false", parse_bool)?,
@@ -474,6 +483,14 @@ impl Config {
                     "LOGS_API={} (ignored: the Logs APIs are always served)",
                     self.logs.api
                 ),
+            ),
+            (
+                "metrics",
+                match self.server.metrics_port {
+                    None => "off (PROMETHEUS_PORT empty)".to_owned(),
+                    Some(0) => format!("http://{}:<any free port>/metrics", self.server.host),
+                    Some(port) => format!("http://{}:{port}/metrics", self.server.host),
+                },
             ),
             ("data dir", self.logs.path.display().to_string()),
             ("buffer size", format!("{} bytes", self.logs.buffer_size)),

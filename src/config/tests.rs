@@ -550,3 +550,16 @@ fn the_database_password_never_shows() {
     assert!(!format!("{c:?}").contains("hunter2"));
     assert!(!c.describe().contains("hunter2"));
 }
+
+#[test]
+fn the_metrics_port_is_upstreams_key_and_can_be_turned_off() {
+    assert_eq!(config(&[]).server.metrics_port, Some(9090));
+    assert_eq!(
+        config(&[(keys::PROMETHEUS_PORT, "0")]).server.metrics_port,
+        Some(0)
+    );
+    let off = config(&[(keys::PROMETHEUS_PORT, "")]);
+    assert_eq!(off.server.metrics_port, None);
+    assert!(off.describe().contains("off (PROMETHEUS_PORT empty)"), "{}", off.describe());
+    assert!(error(&[(keys::PROMETHEUS_PORT, "http")]).starts_with("PROMETHEUS_PORT=\"http\""));
+}
