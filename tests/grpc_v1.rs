@@ -249,22 +249,10 @@ async fn loki_records_have_times_and_steps_and_follow_ends_with_the_run() {
     assert_eq!((time.seconds % 60, time.nanos), (0, 500_000_000));
 }
 
-/// The runs file with the lint TaskRun still running, in `dir`.
-fn running_runs_file(dir: &std::path::Path) -> std::path::PathBuf {
-    let runs = dir.join("runs.json");
-    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
-        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
-        "\"podName\": \"lint-pod\"",
-        1,
-    );
-    std::fs::write(&runs, text).unwrap();
-    runs
-}
-
 #[tokio::test]
 async fn a_running_run_is_followed_until_its_log_is_there() {
     let dir = tempfile::tempdir().unwrap();
-    let runs = running_runs_file(dir.path());
+    let runs = crate::support::running_runs_file(dir.path());
     let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
     let upload = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -288,7 +276,7 @@ async fn tail_resumes_where_it_was_when_the_server_restarts() {
     use tokio::io::AsyncBufReadExt;
 
     let dir = tempfile::tempdir().unwrap();
-    let runs = running_runs_file(dir.path());
+    let runs = crate::support::running_runs_file(dir.path());
     let loki = FakeLoki::start(FakeLokiConfig::default());
     let uid = "a0a0a0a0-0000-4000-8000-000000000002";
     let push = |message: &str, ts: i64| {

@@ -233,14 +233,7 @@ async fn a_bad_runs_file_stops_start_up_and_check_says_why() {
 async fn get_follow_waits_for_a_running_runs_upload_and_prints_it() {
     // The lint TaskRun, still running.
     let dir = tempfile::tempdir().unwrap();
-    let runs = dir.path().join("runs.json");
-    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
-        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
-        "\"podName\": \"lint-pod\"",
-        1,
-    );
-    std::fs::write(&runs, text).unwrap();
-    let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
+    let server = crate::support::server_with_a_running_run(dir.path()).await;
     let url = server.url();
     let solo = name(SOLO.0, SOLO.1).to_string();
     let follower = tokio::process::Command::new(BIN)
@@ -288,15 +281,8 @@ async fn get_follow_waits_for_a_running_runs_upload_and_prints_it() {
 #[tokio::test]
 async fn get_prints_records_as_asked_and_tail_follows_to_the_end() {
     let dir = tempfile::tempdir().unwrap();
-    let runs = dir.path().join("runs.json");
     // The lint TaskRun runs; the PipelineRun's tasks have finished.
-    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
-        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
-        "\"podName\": \"lint-pod\"",
-        1,
-    );
-    std::fs::write(&runs, text).unwrap();
-    let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
+    let server = crate::support::server_with_a_running_run(dir.path()).await;
     let url = server.url();
     for (task, log) in [(TEST_TASK, "passed\n"), (BUILD_TASK, "compiled\nlinked\n")] {
         server

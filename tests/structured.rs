@@ -195,14 +195,7 @@ async fn events(mut source: EventSource) -> (Vec<(String, Value)>, String) {
 async fn an_event_stream_follows_a_running_run_and_resumes_from_last_event_id() {
     // The lint TaskRun, still running: its log comes when it is uploaded.
     let dir = tempfile::tempdir().unwrap();
-    let runs = dir.path().join("runs.json");
-    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
-        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
-        "\"podName\": \"lint-pod\"",
-        1,
-    );
-    std::fs::write(&runs, text).unwrap();
-    let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
+    let server = crate::support::server_with_a_running_run(dir.path()).await;
     let url = server.rest_url("v1alpha3", SOLO);
 
     let source = EventSource::new(http().get(&url)).unwrap();
@@ -477,14 +470,7 @@ async fn paged_json_walks_the_log_and_stays_stable_while_it_grows() {
 async fn a_tail_of_a_running_run_waits_for_its_log_and_a_reconnect_id_wins() {
     // The lint TaskRun, still running, its log not uploaded yet.
     let dir = tempfile::tempdir().unwrap();
-    let runs = dir.path().join("runs.json");
-    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
-        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
-        "\"podName\": \"lint-pod\"",
-        1,
-    );
-    std::fs::write(&runs, text).unwrap();
-    let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
+    let server = crate::support::server_with_a_running_run(dir.path()).await;
     let url = server.rest_url("v1alpha3", SOLO);
     let tail = EventSource::new(http().get(format!("{url}?tail=2"))).unwrap();
     let upload = async {
@@ -510,14 +496,7 @@ async fn a_tail_of_a_running_run_waits_for_its_log_and_a_reconnect_id_wins() {
 async fn an_idle_event_stream_gets_heartbeats() {
     // A running run with no log yet: nothing to send for a while.
     let dir = tempfile::tempdir().unwrap();
-    let runs = dir.path().join("runs.json");
-    let text = std::fs::read_to_string(FIXTURE).unwrap().replacen(
-        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
-        "\"podName\": \"lint-pod\"",
-        1,
-    );
-    std::fs::write(&runs, text).unwrap();
-    let server = TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await;
+    let server = crate::support::server_with_a_running_run(dir.path()).await;
     let response = http()
         .get(server.rest_url("v1alpha3", SOLO))
         .header("accept", "text/event-stream")

@@ -222,3 +222,25 @@ pub fn status_of(response: &str) -> u16 {
 pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
+
+/// `tests/fixtures/runs.json`: runs declared for `LOGS_RUNS_FILE`.
+pub const RUNS_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/runs.json");
+
+/// A copy of the runs fixture in `dir` in which the lint TaskRun
+/// (`demo/results/a0a0a0a0-…01/logs/a0a0a0a0-…02`) is still running.
+pub fn running_runs_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let runs = dir.join("runs.json");
+    let text = std::fs::read_to_string(RUNS_FIXTURE).unwrap().replacen(
+        "\"completionTime\": \"2026-11-25T09:05:00Z\"",
+        "\"podName\": \"lint-pod\"",
+        1,
+    );
+    std::fs::write(&runs, text).unwrap();
+    runs
+}
+
+/// A server over the local store with the lint TaskRun running.
+pub async fn server_with_a_running_run(dir: &std::path::Path) -> TestServer {
+    let runs = running_runs_file(dir);
+    TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await
+}
