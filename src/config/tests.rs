@@ -560,6 +560,10 @@ fn the_metrics_port_is_upstreams_key_and_can_be_turned_off() {
     );
     let off = config(&[(keys::PROMETHEUS_PORT, "")]);
     assert_eq!(off.server.metrics_port, None);
-    assert!(off.describe().contains("off (PROMETHEUS_PORT empty)"), "{}", off.describe());
+    assert!(
+        off.describe().contains("off (PROMETHEUS_PORT empty)"),
+        "{}",
+        off.describe()
+    );
     assert!(error(&[(keys::PROMETHEUS_PORT, "http")]).starts_with("PROMETHEUS_PORT=\"http\""));
 }
