@@ -30,6 +30,14 @@ pub mod names {
     pub const RECORDS_SERVED: &str = "tekton_results_logs_records_served_total";
     /// Counter: message bytes of the log records served, by `api`.
     pub const BYTES_SERVED: &str = "tekton_results_logs_bytes_served_total";
+    /// Counter: requests to a log provider, by `provider`, `request` (e.g.
+    /// `query_range`) and `outcome` (`2xx`, `4xx`, `5xx`, `transport-error`).
+    pub const UPSTREAM_REQUESTS: &str = "tekton_results_logs_upstream_requests_total";
+    /// Counter: requests to a provider tried again, by `provider`, `request`.
+    pub const UPSTREAM_RETRIES: &str = "tekton_results_logs_upstream_retries_total";
+    /// Counter: requests to a provider given up after every retry (answered
+    /// `Unavailable`), by `provider`, `request`.
+    pub const UPSTREAM_FAILURES: &str = "tekton_results_logs_upstream_failures_total";
 }
 
 /// Installs the global metrics recorder; the handle renders the metrics in
@@ -45,6 +53,15 @@ pub fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle
         "Bytes of store pages held for clients that have not taken them yet."
     );
     metrics::describe_counter!(names::RECORDS_SERVED, "Log records served.");
+    metrics::describe_counter!(names::UPSTREAM_REQUESTS, "Requests to a log provider.");
+    metrics::describe_counter!(
+        names::UPSTREAM_RETRIES,
+        "Requests to a log provider tried again."
+    );
+    metrics::describe_counter!(
+        names::UPSTREAM_FAILURES,
+        "Requests to a log provider given up after every retry."
+    );
     metrics::describe_counter!(
         names::BYTES_SERVED,
         metrics::Unit::Bytes,

@@ -28,6 +28,8 @@ mod grpc_v1;
 mod large_log;
 /// The Loki connector against the fake Loki, and the server on top of it.
 mod loki;
+/// The Prometheus endpoint.
+mod metrics;
 /// gRPC reflection, health, /healthz.
 mod reflection_health;
 /// Resume cursors at every record of random logs.

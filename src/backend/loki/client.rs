@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use super::wire::QueryResponse;
 use crate::backend::retry::{parse_retry_after, retryable_status, RetryPolicy};
 use crate::backend::{Error, Result};
+use crate::telemetry::names;
 
 pub(super) const PROVIDER: &str = "loki";
 
@@ -276,6 +277,7 @@ impl LokiClient {
             let (failure, retry_after) = match request.send().await {
                 Ok(response) => {
                     let status = response.status().as_u16();
+                    count_request(what, status_class(status));
                     let retry_after = response
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)
@@ -291,19 +293,48 @@ impl LokiClient {
                         Err(other) => return Err(other),
                     }
                 }
-                Err(e) => (describe_transport_error(&e), None),
+                Err(e) => {
+                    count_request(what, "transport-error");
+                    (describe_transport_error(&e), None)
+                }
             };
             if attempt >= self.retry.attempts {
+                metrics::counter!(names::UPSTREAM_FAILURES, "provider" => PROVIDER, "request" => what.to_owned())
+                    .increment(1);
                 return Err(Error::Unavailable {
                     provider: PROVIDER,
                     message: format!("{what} failed {attempt} times; last: {failure}"),
                 });
             }
+            metrics::counter!(names::UPSTREAM_RETRIES, "provider" => PROVIDER, "request" => what.to_owned())
+                .increment(1);
             let wait = self.retry.delay(attempt, retry_after);
             tracing::warn!(provider = PROVIDER, what, attempt, error = %failure, wait_ms = wait.as_millis() as u64, "request failed; retrying");
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
+    }
+}
+
+/// Counts one request to Loki by what it was and how it ended.
+fn count_request(what: &str, outcome: &'static str) {
+    metrics::counter!(
+        names::UPSTREAM_REQUESTS,
+        "provider" => PROVIDER,
+        "request" => what.to_owned(),
+        "outcome" => outcome
+    )
+    .increment(1);
+}
+
+/// `2xx`, `4xx`, `5xx`, ... for a status.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
     }
 }
 
