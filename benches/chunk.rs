@@ -1,6 +1,8 @@
-//! Throughput of the text chunker (`pipeline::text_chunks`): pages of records
-//! shaped like the local store's (64 KiB pages of ~100-byte lines) cut into
-//! chunks of upstream's default size and of twice that.
+//! Throughput of the encoders: the text chunker (`pipeline::text_chunks`)
+//! cutting pages of records shaped like the local store's (64 KiB pages of
+//! ~100-byte lines) into chunks of upstream's default size and of twice that,
+//! and the NDJSON encoder (`api::encode::ndjson`, a JSON record with its
+//! cursor per line) over the same pages. Throughput is of log text in.
 
 use std::time::Duration;
 
@@ -8,8 +10,10 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use futures::executor::block_on;
 use futures::StreamExt;
+use tekton_results_logs::api::encode;
 use tekton_results_logs::pipeline::text_chunks;
 use tekton_results_logs::record::{LogRecord, Page, Position};
+use tekton_results_logs::run::LogName;
 
 /// Text per iteration.
 const TOTAL_BYTES: usize = 16 << 20;
@@ -91,5 +95,32 @@ fn chunk(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, chunk);
+fn ndjson(c: &mut Criterion) {
+    let pages = pages();
+    let bytes = text_len(&pages);
+    let name = LogName::parse("bench/results/encode/logs/ndjson").expect("a valid name");
+    let mut group = c.benchmark_group("api::encode");
+    group
+        .throughput(Throughput::Bytes(bytes))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group.bench_function("ndjson", |b| {
+        b.iter_batched(
+            || pages.clone(),
+            |pages| {
+                let stream = futures::stream::iter(pages.into_iter().map(Ok)).boxed();
+                let out = encode::ndjson(stream, name.clone());
+                let lines = block_on(out.fold(0usize, |n, c| async move {
+                    n + c.map_or(0, |c| c.iter().filter(|b| **b == b'\n').count())
+                }));
+                assert!(lines > 0);
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, chunk, ndjson);
 criterion_main!(benches);

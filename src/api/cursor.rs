@@ -91,21 +91,7 @@ impl Cursor {
     ///
     /// If the TaskRun part is longer than a record name can be (63 bytes).
     pub fn encode(&self, name: &LogName) -> String {
-        let task_run = self.task_run.as_deref().unwrap_or("").as_bytes();
-        assert!(
-            task_run.len() <= MAX_TASK_RUN_BYTES,
-            "a TaskRun record name is at most {MAX_TASK_RUN_BYTES} bytes"
-        );
-        let mut bytes = Vec::with_capacity(1 + 3 * 8 + 1 + task_run.len() + TAG_BYTES);
-        bytes.push(VERSION);
-        bytes.extend_from_slice(&name_tag(name));
-        bytes.extend_from_slice(&self.position.ts_ns.to_be_bytes());
-        bytes.extend_from_slice(&self.position.seq.to_be_bytes());
-        bytes.push(task_run.len() as u8);
-        bytes.extend_from_slice(task_run);
-        let check = digest(&[&bytes]);
-        bytes.extend_from_slice(&check[..TAG_BYTES]);
-        URL_SAFE_NO_PAD.encode(bytes)
+        CursorWriter::new(name).write(self)
     }
 
     /// Reads a token that must belong to the log `name`.
@@ -157,6 +143,45 @@ impl Cursor {
             ),
         };
         Ok(Self { task_run, position })
+    }
+}
+
+/// Writes the cursors of one log: its name's tag is worked out once, not
+/// for every record.
+#[derive(Debug, Clone, Copy)]
+pub struct CursorWriter {
+    tag: [u8; TAG_BYTES],
+}
+
+impl CursorWriter {
+    /// The writer for the log `name`.
+    pub fn new(name: &LogName) -> Self {
+        Self {
+            tag: name_tag(name),
+        }
+    }
+
+    /// The token for `cursor`.
+    ///
+    /// # Panics
+    ///
+    /// If the TaskRun part is longer than a record name can be (63 bytes).
+    pub fn write(&self, cursor: &Cursor) -> String {
+        let task_run = cursor.task_run.as_deref().unwrap_or("").as_bytes();
+        assert!(
+            task_run.len() <= MAX_TASK_RUN_BYTES,
+            "a TaskRun record name is at most {MAX_TASK_RUN_BYTES} bytes"
+        );
+        let mut bytes = Vec::with_capacity(1 + 3 * 8 + 1 + task_run.len() + TAG_BYTES);
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&self.tag);
+        bytes.extend_from_slice(&cursor.position.ts_ns.to_be_bytes());
+        bytes.extend_from_slice(&cursor.position.seq.to_be_bytes());
+        bytes.push(task_run.len() as u8);
+        bytes.extend_from_slice(task_run);
+        let check = digest(&[&bytes]);
+        bytes.extend_from_slice(&check[..TAG_BYTES]);
+        URL_SAFE_NO_PAD.encode(bytes)
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 
-use super::cursor::Cursor;
+use super::cursor::{Cursor, CursorWriter};
 use super::logs::PageStream;
 use super::status::ApiError;
 use crate::record::{LogRecord, OutputStream};
@@ -50,8 +50,8 @@ pub struct RecordJson<'a> {
 }
 
 impl<'a> RecordJson<'a> {
-    /// The JSON form of `record`, a record of the log `name`.
-    pub fn new(record: &'a LogRecord, name: &LogName) -> Self {
+    /// The JSON form of `record`, a record of the log `cursors` writes for.
+    pub fn new(record: &'a LogRecord, cursors: &CursorWriter) -> Self {
         let (message, message_base64) = match std::str::from_utf8(&record.message) {
             Ok(text) => (Some(text), None),
             Err(_) => (None, Some(STANDARD.encode(&record.message))),
@@ -69,34 +69,36 @@ impl<'a> RecordJson<'a> {
             message,
             message_base64,
             unterminated: !record.terminated,
-            cursor: cursor_of(record, name),
+            cursor: cursor_of(record, cursors),
         }
     }
 }
 
 /// The cursor that resumes after `record`.
-pub fn cursor_of(record: &LogRecord, name: &LogName) -> String {
-    Cursor::new(
+pub fn cursor_of(record: &LogRecord, cursors: &CursorWriter) -> String {
+    cursors.write(&Cursor::new(
         record.task_run.as_deref().map(str::to_owned),
         record.position,
-    )
-    .encode(name)
+    ))
 }
 
 /// NDJSON: a JSON object and `\n` per record, a page per chunk. An error
 /// ends the stream after being passed on.
 pub fn ndjson(pages: PageStream, name: LogName) -> impl Stream<Item = Result<Bytes, ApiError>> {
+    let cursors = CursorWriter::new(&name);
     pages.map(move |page| {
         let page = page?;
         let mut out = BytesMut::with_capacity(page.records.len() * 160);
         for record in &page.records {
             let mut writer = (&mut out).writer();
-            serde_json::to_writer(&mut writer, &RecordJson::new(record, &name)).map_err(|e| {
-                ApiError::new(
-                    super::status::ErrorCode::Internal,
-                    format!("encoding a record: {e}"),
-                )
-            })?;
+            serde_json::to_writer(&mut writer, &RecordJson::new(record, &cursors)).map_err(
+                |e| {
+                    ApiError::new(
+                        super::status::ErrorCode::Internal,
+                        format!("encoding a record: {e}"),
+                    )
+                },
+            )?;
             out.put_u8(b'\n');
         }
         Ok(out.freeze())

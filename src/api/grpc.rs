@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::cursor::CursorWriter;
 use super::logs::{Logs, ReadOptions, TextStream};
 use super::status::{ApiError, ErrorCode};
 use crate::backend;
@@ -237,7 +238,7 @@ fn timestamp(ns: i64) -> prost_types::Timestamp {
     }
 }
 
-fn record(record: &crate::record::LogRecord, name: &LogName) -> v1::Record {
+fn record(record: &crate::record::LogRecord, cursors: &CursorWriter) -> v1::Record {
     v1::Record {
         time: record.ts_ns.map(timestamp),
         task: record.task.as_deref().unwrap_or("").to_owned(),
@@ -250,7 +251,7 @@ fn record(record: &crate::record::LogRecord, name: &LogName) -> v1::Record {
         } as i32,
         message: record.message.clone(),
         unterminated: !record.terminated,
-        cursor: super::encode::cursor_of(record, name),
+        cursor: super::encode::cursor_of(record, cursors),
     }
 }
 
@@ -273,9 +274,10 @@ impl v1::logs_server::Logs for LogsV1 {
             tail: (request.tail > 0).then_some(request.tail as usize),
         };
         let pages = self.logs.records(&name, &options).await?;
+        let cursors = CursorWriter::new(&name);
         let batches = pages.map(move |page| {
             page.map(|page| v1::RecordBatch {
-                records: page.records.iter().map(|r| record(r, &name)).collect(),
+                records: page.records.iter().map(|r| record(r, &cursors)).collect(),
             })
             .map_err(|e| {
                 tracing::warn!(error = %e, "record stream ended with an error");

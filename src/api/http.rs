@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use super::cursor::CursorWriter;
 use super::encode;
 use super::logs::{Logs, ReadOptions, MAX_TAIL};
 use super::status::{ApiError, ErrorCode};
@@ -330,9 +331,10 @@ async fn paged(logs: &Logs, name: LogName, params: &ReadParams) -> Result<Respon
             records.push(record);
         }
     }
+    let cursors = CursorWriter::new(&name);
     let json: Vec<_> = records
         .iter()
-        .map(|r| encode::RecordJson::new(r, &name))
+        .map(|r| encode::RecordJson::new(r, &cursors))
         .collect();
     let next = match (more, json.last()) {
         (true, Some(last)) => last.cursor.clone(),
@@ -348,12 +350,13 @@ fn events(
     mut pages: super::logs::PageStream,
     name: LogName,
 ) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {
+    let cursors = CursorWriter::new(&name);
     async_stream::stream! {
         while let Some(page) = pages.next().await {
             match page {
                 Ok(page) => {
                     for record in &page.records {
-                        let json = encode::RecordJson::new(record, &name);
+                        let json = encode::RecordJson::new(record, &cursors);
                         let id = json.cursor.clone();
                         match Event::default().event("record").id(id).json_data(&json) {
                             Ok(event) => yield Ok(event),
