@@ -34,7 +34,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::path::Path;
 use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tekton_results_logs::backend::loki::LokiBackend;
@@ -42,6 +42,7 @@ use tekton_results_logs::backend::{LogBackend, LogQuery};
 use tekton_results_logs::config::{Config, RawConfig};
 use tekton_results_logs::proto::tekton::results::v1alpha3;
 use tekton_results_logs::run::LogName;
+use tekton_results_logs::timestamp::now_ns;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
@@ -97,13 +98,6 @@ const MAX_LINE_BYTES: usize = 64 * 1024;
 const MIB: f64 = 1024.0 * 1024.0;
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ).
 const USER_HZ: f64 = 100.0;
-
-fn now_ns() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
-}
 
 fn dur_ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)

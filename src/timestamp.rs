@@ -6,6 +6,15 @@
 
 use std::time::{Duration, SystemTime};
 
+/// Nanoseconds since the epoch, now (`i64::MAX` past 2262).
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .unwrap_or(i64::MAX)
+}
+
 /// Nanoseconds since the epoch as RFC 3339 in UTC with nine fraction
 /// digits, `2026-11-25T10:04:38.000000000Z` (proleptic Gregorian calendar;
 /// an `i64` of nanoseconds spans the years 1677 to 2262).

@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use tekton_results_logs::backend::{self, local::LocalStore, LogBackend, LogQuery};
 use tekton_results_logs::record::{LogRecord, Position};
 use tekton_results_logs::run::{LogName, Run};
+use tekton_results_logs::timestamp::now_ns;
 
 /// What a provider can do, beyond what every provider must.
 #[derive(Debug, Clone, Copy)]
@@ -74,13 +75,6 @@ fn as_lines(body: &[u8]) -> Vec<u8> {
         out.push(b'\n');
     }
     out
-}
-
-fn now_ns() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    i64::try_from(since.as_nanos()).unwrap()
 }
 
 /// The whole contract, against one backend.

@@ -9,9 +9,8 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::fakes::loki::{FakeLoki, FakeLokiConfig};
-use crate::support::{http, TestServer};
+use crate::support::{http, loki_runs_server, push_lint_lines};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/runs.json");
 const SOLO: &str =
     "demo/results/a0a0a0a0-0000-4000-8000-000000000001/logs/a0a0a0a0-0000-4000-8000-000000000002";
 
@@ -22,36 +21,21 @@ const PAGE: usize = 1_000;
 #[tokio::test]
 async fn a_reader_that_stops_stops_the_paging_and_loses_nothing() {
     let loki = FakeLoki::start(FakeLokiConfig::default());
-    let uid = "a0a0a0a0-0000-4000-8000-000000000002";
     let start = tekton_results_logs::timestamp::parse_rfc3339_ns("2026-11-25T09:00:01Z").unwrap();
     let filler = "x".repeat(900);
-    let lines: Vec<(i64, String)> = (0..LINES)
+    let lines: Vec<(i64, &str, String)> = (0..LINES)
         .map(|i| {
-            let line = serde_json::json!({
-                "message": format!("{i:06} {filler}"),
-                "kubernetes": {"container_name": "step-lint", "namespace_name": "demo",
-                               "labels": {"tekton_dev_taskRunUID": uid}}
-            });
-            (start + i as i64 * 1_000_000, line.to_string())
+            (
+                start + i as i64 * 1_000_000,
+                "lint",
+                format!("{i:06} {filler}"),
+            )
         })
         .collect();
-    let entries: Vec<(i64, &str)> = lines.iter().map(|(t, l)| (*t, l.as_str())).collect();
-    loki.push_lines(
-        &[
-            ("log_type", "application"),
-            ("kubernetes_namespace_name", "demo"),
-        ],
-        &entries,
-    );
+    push_lint_lines(&loki, &lines);
     drop(lines);
-    let server = TestServer::start_with([
-        ("LOGS_RUNS_FILE", FIXTURE),
-        ("LOGS_TYPE", "Loki"),
-        ("LOGGING_PLUGIN_API_URL", loki.url().as_str()),
-        ("LOGGING_PLUGIN_PROXY_PATH", ""),
-        ("LOGGING_PLUGIN_QUERY_LIMIT", &PAGE.to_string()),
-    ])
-    .await;
+    let page = PAGE.to_string();
+    let server = loki_runs_server(&loki, &[("LOGGING_PLUGIN_QUERY_LIMIT", &page)]).await;
     let pages_asked = || loki.requests_to("/loki/api/v1/query_range").len();
 
     for accept in ["text/plain", "application/x-ndjson"] {

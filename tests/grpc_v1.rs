@@ -9,9 +9,9 @@ use tekton_results_logs::timestamp::parse_rfc3339_ns;
 use tonic::Code;
 
 use crate::fakes::loki::{FakeLoki, FakeLokiConfig};
-use crate::support::TestServer;
+use crate::support::{loki_runs_server, push_lint_lines, TestServer};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/runs.json");
+const FIXTURE: &str = crate::support::RUNS_FIXTURE;
 const SOLO: &str =
     "demo/results/a0a0a0a0-0000-4000-8000-000000000001/logs/a0a0a0a0-0000-4000-8000-000000000002";
 const PIPELINE: &str =
@@ -193,36 +193,22 @@ async fn bad_requests_get_precise_statuses_before_any_record() {
 #[tokio::test]
 async fn loki_records_have_times_and_steps_and_follow_ends_with_the_run() {
     let loki = FakeLoki::start(FakeLokiConfig::default());
-    let uid = "a0a0a0a0-0000-4000-8000-000000000002";
-    let line = |message: &str, step: &str| {
-        serde_json::json!({"message": message, "kubernetes": {"container_name": format!("step-{step}"), "namespace_name": "demo", "labels": {"tekton_dev_taskRunUID": uid}}}).to_string()
-    };
-    let lines = [
-        (
-            parse_rfc3339_ns("2026-11-25T09:01:00.5Z").unwrap(),
-            line("a", "lint"),
-        ),
-        (
-            parse_rfc3339_ns("2026-11-25T09:02:00Z").unwrap(),
-            line("b", "report"),
-        ),
-    ];
-    let entries: Vec<(i64, &str)> = lines.iter().map(|(t, l)| (*t, l.as_str())).collect();
-    loki.push_lines(
+    push_lint_lines(
+        &loki,
         &[
-            ("log_type", "application"),
-            ("kubernetes_namespace_name", "demo"),
+            (
+                parse_rfc3339_ns("2026-11-25T09:01:00.5Z").unwrap(),
+                "lint",
+                "a".into(),
+            ),
+            (
+                parse_rfc3339_ns("2026-11-25T09:02:00Z").unwrap(),
+                "report",
+                "b".into(),
+            ),
         ],
-        &entries,
     );
-    let server = TestServer::start_with([
-        ("LOGS_RUNS_FILE", FIXTURE),
-        ("LOGS_TYPE", "Loki"),
-        ("LOGGING_PLUGIN_API_URL", loki.url().as_str()),
-        ("LOGGING_PLUGIN_PROXY_PATH", ""),
-        ("LOGGING_PLUGIN_FORWARDER_DELAY_DURATION", "0"),
-    ])
-    .await;
+    let server = loki_runs_server(&loki, &[("LOGGING_PLUGIN_FORWARDER_DELAY_DURATION", "0")]).await;
     let records = stream(
         &server,
         v1::StreamLogRequest {
@@ -289,15 +275,7 @@ async fn tail_resumes_where_it_was_when_the_server_restarts() {
             &[(ts, line.as_str())],
         );
     };
-    let now = || {
-        i64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos(),
-        )
-        .unwrap()
-    };
+    let now = tekton_results_logs::timestamp::now_ns;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -318,15 +296,7 @@ async fn tail_resumes_where_it_was_when_the_server_restarts() {
     push("one", now() - 3_000_000_000);
     let first = TestServer::start_with(env).await;
     let url = first.url();
-    let mut tail = tokio::process::Command::new(crate::support::BIN)
-        .args(["tail", SOLO, "--server", &url])
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut tail = crate::support::spawn_cli(&["tail", SOLO, "--server", &url]);
     let mut lines = tokio::io::BufReader::new(tail.stdout.take().unwrap()).lines();
     async fn next_line(
         lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,

@@ -13,6 +13,7 @@ use tekton_results_logs::backend::loki::LokiBackend;
 use tekton_results_logs::backend::{self, LogBackend, LogQuery};
 use tekton_results_logs::config::{Config, RawConfig};
 use tekton_results_logs::run::{LogName, Run};
+use tekton_results_logs::timestamp::now_ns;
 
 use crate::backend_conformance::{self, records, text, Capabilities};
 use crate::fakes::loki::{FakeLoki, FakeLokiConfig};
@@ -27,13 +28,6 @@ fn log_name() -> LogName {
         "{NS}/results/632c7746-5b0d-45ed-ad1d-08540d75fd83/logs/{UID}"
     ))
     .unwrap()
-}
-
-fn now_ns() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    i64::try_from(since.as_nanos()).unwrap()
 }
 
 /// A forwarded line as OpenShift logging / Vector ViaQ writes it.

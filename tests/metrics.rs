@@ -2,7 +2,7 @@
 //! the ones given up, as a Loki outage comes and goes.
 
 use crate::fakes::loki::{FakeLoki, FakeLokiConfig};
-use crate::support::{http, TestServer, RUNS_FIXTURE};
+use crate::support::{http, loki_runs_server};
 
 const SOLO: &str =
     "demo/results/a0a0a0a0-0000-4000-8000-000000000001/logs/a0a0a0a0-0000-4000-8000-000000000002";
@@ -19,13 +19,7 @@ fn series(name: &str, request: &str, outcome: Option<&str>) -> String {
 #[tokio::test]
 async fn provider_requests_retries_and_failures_are_counted() {
     let loki = FakeLoki::start(FakeLokiConfig::default());
-    let server = TestServer::start_with([
-        ("LOGS_RUNS_FILE", RUNS_FIXTURE),
-        ("LOGS_TYPE", "Loki"),
-        ("LOGGING_PLUGIN_API_URL", loki.url().as_str()),
-        ("LOGGING_PLUGIN_PROXY_PATH", ""),
-    ])
-    .await;
+    let server = loki_runs_server(&loki, &[]).await;
     let read = || async {
         http()
             .get(server.rest_url("v1alpha3", SOLO))

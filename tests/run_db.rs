@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tekton_results_logs::config::{Config, RawConfig};
 use tekton_results_logs::run::{DbResolver, LogName, ResolveError, RunKind, RunResolver};
-use tekton_results_logs::timestamp::{format_rfc3339_ns, parse_rfc3339_ns};
+use tekton_results_logs::timestamp::{format_rfc3339_ns, now_ns, parse_rfc3339_ns};
 
 use crate::fakes::loki::{FakeLoki, FakeLokiConfig};
 use crate::support::{http, TestServer};
@@ -420,21 +420,8 @@ async fn pipeline_runs_list_their_task_runs_in_start_order() {
     // TaskRuns come in start order, whatever their names.
     let taskrun = resolver.resolve(&name(TASKRUN.0, TASKRUN.1)).await.unwrap();
     assert!(resolver.children(&taskrun).await.unwrap().is_empty());
-    db.client
-        .execute(
-            "UPDATE records SET data = data #- '{status,startTime}' WHERE name = $1",
-            &[&CHILDREN[1].0],
-        )
-        .await
-        .unwrap();
-    db.client
-        .execute(
-            "UPDATE records SET data = jsonb_set(data, '{status,startTime}', '\"2026-11-25T10:05:00Z\"') \
-             WHERE name = $1",
-            &[&CHILDREN[0].0],
-        )
-        .await
-        .unwrap();
+    unset(&db, CHILDREN[1].0, &["startTime"]).await;
+    set_status(&db, CHILDREN[0].0, "startTime", "2026-11-25T10:05:00Z").await;
     // (A new resolver: a completed PipelineRun's TaskRuns are cached.)
     let resolver = self::resolver(&db.url);
     let pipeline = resolver
@@ -446,14 +433,7 @@ async fn pipeline_runs_list_their_task_runs_in_start_order() {
     assert_eq!(children[0].start_ns, Some(ns("2026-11-25T10:05:00Z")));
 
     // A child whose record is broken is an error naming it, not a gap.
-    db.client
-        .execute(
-            "UPDATE records SET data = jsonb_set(data, '{status,startTime}', '\"soon\"') \
-             WHERE name = $1",
-            &[&CHILDREN[1].0],
-        )
-        .await
-        .unwrap();
+    set_status(&db, CHILDREN[1].0, "startTime", "soon").await;
     let resolver = self::resolver(&db.url);
     match resolver.children(&pipeline).await.unwrap_err() {
         ResolveError::InvalidRecord { reason, .. } => {
@@ -618,31 +598,49 @@ async fn follow(server: &TestServer, log: &str) -> LineReader {
     LineReader::new(response)
 }
 
-/// Sets `status.<field>` of record `record` to `at` (ns since the epoch),
-/// in whole seconds as Kubernetes writes times; returns the time written.
-async fn stamp(db: &crate::support_db::TestDb, record: &str, field: &str, at: i64) -> i64 {
-    let seconds = at.div_euclid(1_000_000_000);
+/// Removes `status.<field>` for each of `fields` from record `record`: a run
+/// that has not started, or not completed.
+async fn unset(db: &crate::support_db::TestDb, record: &str, fields: &[&str]) {
+    for field in fields {
+        db.client
+            .execute(
+                "UPDATE records SET data = data #- ARRAY['status', $2::text] WHERE name = $1",
+                &[&record, field],
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Sets `status.<field>` of record `record` to the JSON string `value`.
+async fn set_status(db: &crate::support_db::TestDb, record: &str, field: &str, value: &str) {
     db.client
         .execute(
             "UPDATE records SET data = jsonb_set(data, ARRAY['status', $2::text], to_jsonb($3::text)) \
              WHERE name = $1",
-            &[&record, &field, &format_rfc3339_ns(seconds * 1_000_000_000)],
+            &[&record, &field, &value],
         )
         .await
         .unwrap();
+}
+
+/// Sets `status.<field>` of record `record` to `at` (ns since the epoch),
+/// in whole seconds as Kubernetes writes times; returns the time written.
+async fn stamp(db: &crate::support_db::TestDb, record: &str, field: &str, at: i64) -> i64 {
+    let seconds = at.div_euclid(1_000_000_000);
+    set_status(
+        db,
+        record,
+        field,
+        &format_rfc3339_ns(seconds * 1_000_000_000),
+    )
+    .await;
     seconds * 1_000_000_000
 }
 
 /// Sets `status.<field>` of record `record` to now.
 async fn stamp_now(db: &crate::support_db::TestDb, record: &str, field: &str) -> i64 {
     stamp(db, record, field, now_ns()).await
-}
-
-fn now_ns() -> i64 {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    i64::try_from(since.as_nanos()).unwrap()
 }
 
 #[tokio::test]
@@ -696,21 +694,8 @@ async fn a_running_task_run_is_followed_until_its_record_shows_completion() {
 async fn a_running_pipeline_run_is_followed_task_by_task_until_it_completes() {
     let db = fresh_database().await;
     // The PipelineRun runs; its second task has not started.
-    db.client
-        .execute(
-            "UPDATE records SET data = data #- '{status,completionTime}' WHERE name = $1",
-            &[&PIPELINERUN.1],
-        )
-        .await
-        .unwrap();
-    db.client
-        .execute(
-            "UPDATE records SET data = data #- '{status,startTime}' #- '{status,completionTime}' \
-             WHERE name = $1",
-            &[&CHILDREN[1].0],
-        )
-        .await
-        .unwrap();
+    unset(&db, PIPELINERUN.1, &["completionTime"]).await;
+    unset(&db, CHILDREN[1].0, &["startTime", "completionTime"]).await;
     let server = local_server_on(&db.url).await;
     let child = |i: usize| name(PIPELINERUN.0, CHILDREN[i].0).to_string();
     server.upload(&child(0), b"cloned\n", 4).await.unwrap();
@@ -749,26 +734,9 @@ async fn a_bad_follow_parameter_is_invalid() {
 async fn a_running_pipeline_run_is_followed_on_loki_without_waiting_out_the_forwarder_delay() {
     let db = fresh_database().await;
     // The PipelineRun and its first task run; the second has not started.
-    for (record, fields) in [
-        (PIPELINERUN.1, "'{status,completionTime}'"),
-        (CHILDREN[0].0, "'{status,completionTime}'"),
-    ] {
-        db.client
-            .execute(
-                &format!("UPDATE records SET data = data #- {fields} WHERE name = $1"),
-                &[&record],
-            )
-            .await
-            .unwrap();
-    }
-    db.client
-        .execute(
-            "UPDATE records SET data = data #- '{status,startTime}' #- '{status,completionTime}' \
-             WHERE name = $1",
-            &[&CHILDREN[1].0],
-        )
-        .await
-        .unwrap();
+    unset(&db, PIPELINERUN.1, &["completionTime"]).await;
+    unset(&db, CHILDREN[0].0, &["completionTime"]).await;
+    unset(&db, CHILDREN[1].0, &["startTime", "completionTime"]).await;
     let loki = FakeLoki::start(FakeLokiConfig::default());
     let labels = [
         ("log_type", "application"),

@@ -8,7 +8,7 @@ use tekton_results_logs::timestamp::parse_rfc3339_ns;
 
 use crate::support::{http, TestServer, BIN};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/runs.json");
+const FIXTURE: &str = crate::support::RUNS_FIXTURE;
 
 const SOLO: (&str, &str) = (
     "a0a0a0a0-0000-4000-8000-000000000001",
@@ -236,15 +236,7 @@ async fn get_follow_waits_for_a_running_runs_upload_and_prints_it() {
     let server = crate::support::server_with_a_running_run(dir.path()).await;
     let url = server.url();
     let solo = name(SOLO.0, SOLO.1).to_string();
-    let follower = tokio::process::Command::new(BIN)
-        .args(["get", "--follow", &solo, "--server", &url])
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let follower = crate::support::spawn_cli(&["get", "--follow", &solo, "--server", &url]);
     // The follower is waiting for the upload; the watcher uploads it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut follower = follower;
@@ -350,15 +342,7 @@ async fn get_prints_records_as_asked_and_tail_follows_to_the_end() {
 
     // tail follows the running TaskRun until its log is complete.
     let solo = name(SOLO.0, SOLO.1).to_string();
-    let mut tail = tokio::process::Command::new(BIN)
-        .args(["tail", &solo, "--server", &url])
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut tail = crate::support::spawn_cli(&["tail", &solo, "--server", &url]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         tail.try_wait().unwrap().is_none(),

@@ -10,9 +10,9 @@ use serde_json::Value;
 use tekton_results_logs::timestamp::parse_rfc3339_ns;
 
 use crate::fakes::loki::{FakeLoki, FakeLokiConfig};
-use crate::support::{http, TestServer};
+use crate::support::{http, loki_runs_server, push_lint_lines, TestServer};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/runs.json");
+const FIXTURE: &str = crate::support::RUNS_FIXTURE;
 const SOLO: &str =
     "demo/results/a0a0a0a0-0000-4000-8000-000000000001/logs/a0a0a0a0-0000-4000-8000-000000000002";
 const PIPELINE: &str =
@@ -238,33 +238,23 @@ async fn an_event_stream_follows_a_running_run_and_resumes_from_last_event_id() 
 async fn loki_server(lines: &[(&str, &str, &str)]) -> (FakeLoki, TestServer) {
     let loki = FakeLoki::start(FakeLokiConfig::default());
     push(&loki, lines);
-    let server = TestServer::start_with([
-        ("LOGS_RUNS_FILE", FIXTURE),
-        ("LOGS_TYPE", "Loki"),
-        ("LOGGING_PLUGIN_API_URL", loki.url().as_str()),
-        ("LOGGING_PLUGIN_PROXY_PATH", ""),
-    ])
-    .await;
+    let server = loki_runs_server(&loki, &[]).await;
     (loki, server)
 }
 
+/// Lines of the lint TaskRun: `(RFC 3339 time, step, message)`.
 fn push(loki: &FakeLoki, lines: &[(&str, &str, &str)]) {
-    let uid = "a0a0a0a0-0000-4000-8000-000000000002";
-    let json: Vec<(i64, String)> = lines
+    let lines: Vec<_> = lines
         .iter()
         .map(|(time, step, message)| {
-            let line = serde_json::json!({"message": message, "kubernetes": {"container_name": format!("step-{step}"), "namespace_name": "demo", "labels": {"tekton_dev_taskRunUID": uid}}});
-            (parse_rfc3339_ns(time).unwrap(), line.to_string())
+            (
+                parse_rfc3339_ns(time).unwrap(),
+                *step,
+                (*message).to_owned(),
+            )
         })
         .collect();
-    let entries: Vec<(i64, &str)> = json.iter().map(|(t, l)| (*t, l.as_str())).collect();
-    loki.push_lines(
-        &[
-            ("log_type", "application"),
-            ("kubernetes_namespace_name", "demo"),
-        ],
-        &entries,
-    );
+    push_lint_lines(loki, &lines);
 }
 
 fn messages(records: &[Value]) -> Vec<String> {

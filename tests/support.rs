@@ -244,3 +244,59 @@ pub async fn server_with_a_running_run(dir: &std::path::Path) -> TestServer {
     let runs = running_runs_file(dir);
     TestServer::start_with([("LOGS_RUNS_FILE", runs.to_str().unwrap())]).await
 }
+
+/// Runs the CLI with only `args` (no environment), its output piped.
+pub fn spawn_cli(args: &[&str]) -> tokio::process::Child {
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting the CLI")
+}
+
+/// The UID of the runs fixture's lint TaskRun.
+pub const LINT_UID: &str = "a0a0a0a0-0000-4000-8000-000000000002";
+
+/// Puts lines of the runs fixture's lint TaskRun into `loki` as a forwarder
+/// ships them (ViaQ JSON): `(time in ns, step, message)`.
+pub fn push_lint_lines(loki: &crate::fakes::loki::FakeLoki, lines: &[(i64, &str, String)]) {
+    let json: Vec<(i64, String)> = lines
+        .iter()
+        .map(|(ts, step, message)| {
+            let line = serde_json::json!({
+                "message": message,
+                "kubernetes": {"container_name": format!("step-{step}"), "namespace_name": "demo",
+                               "labels": {"tekton_dev_taskRunUID": LINT_UID}}
+            });
+            (*ts, line.to_string())
+        })
+        .collect();
+    let entries: Vec<(i64, &str)> = json.iter().map(|(t, l)| (*t, l.as_str())).collect();
+    loki.push_lines(
+        &[
+            ("log_type", "application"),
+            ("kubernetes_namespace_name", "demo"),
+        ],
+        &entries,
+    );
+}
+
+/// The server over `loki`, with runs from the runs fixture, and `extra` keys.
+pub async fn loki_runs_server(
+    loki: &crate::fakes::loki::FakeLoki,
+    extra: &[(&str, &str)],
+) -> TestServer {
+    let url = loki.url();
+    let mut env = vec![
+        ("LOGS_RUNS_FILE", RUNS_FIXTURE),
+        ("LOGS_TYPE", "Loki"),
+        ("LOGGING_PLUGIN_API_URL", url.as_str()),
+        ("LOGGING_PLUGIN_PROXY_PATH", ""),
+    ];
+    env.extend_from_slice(extra);
+    TestServer::start_with(env).await
+}

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::cursor::CursorWriter;
 use super::logs::{Logs, ReadOptions, TextStream};
-use super::status::{ApiError, ErrorCode};
+use super::status::ApiError;
 use crate::backend;
 use crate::proto::google::api::HttpBody;
 use crate::proto::tekton::results::{v1alpha2, v1alpha3};
@@ -106,10 +106,7 @@ impl v1alpha2::logs_server::Logs for LogsV1alpha2 {
         let idle = self.logs.settings().upload_idle_timeout;
         let mut messages = request.into_inner();
         let first = next_message(&mut messages, idle).await?.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidArgument,
-                "UpdateLog received no message; the first one must name the log",
-            )
+            ApiError::invalid("UpdateLog received no message; the first one must name the log")
         })?;
         let name = LogName::parse(&first.name).map_err(ApiError::from)?;
         let broken = Arc::new(Mutex::new(None));
@@ -221,13 +218,10 @@ fn time_ns(field: &str, time: Option<prost_types::Timestamp>) -> Result<Option<i
         .flatten()
         .and_then(|s| s.checked_add(i64::from(time.nanos)));
     ns.map(Some).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!(
-                "{field} ({} s, {} ns) is out of range",
-                time.seconds, time.nanos
-            ),
-        )
+        ApiError::invalid(format!(
+            "{field} ({} s, {} ns) is out of range",
+            time.seconds, time.nanos
+        ))
     })
 }
 

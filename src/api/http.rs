@@ -59,10 +59,10 @@ type LogPath = Result<Path<(String, String, String)>, PathRejection>;
 
 fn log_name(path: LogPath) -> Result<LogName, ApiError> {
     let Path((parent, result, log)) = path.map_err(|rejection| {
-        ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!("invalid log name in the path: {}", rejection.body_text()),
-        )
+        ApiError::invalid(format!(
+            "invalid log name in the path: {}",
+            rejection.body_text()
+        ))
     })?;
     Ok(LogName::from_parts(&parent, &result, &log)?)
 }
@@ -95,10 +95,6 @@ struct ReadParams {
 /// The most records on one page of paged JSON.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-fn invalid(message: String) -> ApiError {
-    ApiError::new(ErrorCode::InvalidArgument, message)
-}
-
 /// The structured-read options of `params`; `follow` when it says nothing.
 fn read_options(
     params: &ReadParams,
@@ -110,7 +106,7 @@ fn read_options(
             .as_deref()
             .map(|text| {
                 parse_rfc3339_ns(text).ok_or_else(|| {
-                    invalid(format!(
+                    ApiError::invalid(format!(
                         "{key}={text:?}: expected an RFC 3339 time, e.g. 2026-11-25T10:04:38Z"
                     ))
                 })
@@ -122,7 +118,7 @@ fn read_options(
         .as_deref()
         .map(|text| {
             text.parse::<usize>().map_err(|_| {
-                invalid(format!(
+                ApiError::invalid(format!(
                     "tail={text:?}: expected a number of lines, 1 to {MAX_TAIL}"
                 ))
             })
@@ -140,7 +136,7 @@ fn read_options(
         })
         .unwrap_or_default();
     Ok(ReadOptions {
-        follow: follow_param(params.follow.as_deref(), follow)?,
+        follow: bool_param("follow", params.follow.as_deref(), follow)?,
         cursor: cursor.filter(|c| !c.is_empty()),
         steps,
         since_ns: time("since", &params.since)?,
@@ -153,24 +149,22 @@ type ReadQuery = Result<Query<ReadParams>, QueryRejection>;
 
 fn read_params(params: ReadQuery) -> Result<ReadParams, ApiError> {
     let Query(params) = params.map_err(|rejection| {
-        ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!("invalid query string: {}", rejection.body_text()),
-        )
+        ApiError::invalid(format!("invalid query string: {}", rejection.body_text()))
     })?;
     Ok(params)
 }
 
 /// `follow`, or `default` when absent.
-fn follow_param(follow: Option<&str>, default: bool) -> Result<bool, ApiError> {
-    match follow {
+/// A switch parameter `key`: `true`, `1` or empty (`?follow`) turn it on,
+/// `false` or `0` off; `default` when absent.
+fn bool_param(key: &str, value: Option<&str>, default: bool) -> Result<bool, ApiError> {
+    match value {
         None => Ok(default),
         Some("false" | "0") => Ok(false),
         Some("" | "true" | "1") => Ok(true),
-        Some(other) => Err(ApiError::new(
-            ErrorCode::InvalidArgument,
-            format!("follow={other:?}: expected true or false"),
-        )),
+        Some(other) => Err(ApiError::invalid(format!(
+            "{key}={other:?}: expected true or false"
+        ))),
     }
 }
 
@@ -200,6 +194,7 @@ fn format_of(headers: &HeaderMap) -> Format {
 }
 
 const NDJSON: &str = "application/x-ndjson";
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 const EVENT_STREAM: &str = "text/event-stream";
 
 /// How often an idle event stream gets a comment, so that proxies do not
@@ -224,38 +219,20 @@ async fn get_log(
     match format_of(&headers) {
         Format::Text => {
             if params.cursor.as_deref().is_some_and(|c| !c.is_empty()) || structured {
-                return Err(invalid(format!(
+                return Err(ApiError::invalid(format!(
                     "cursor, steps, since, until and tail are for structured reads: ask for \
                      {NDJSON} or {EVENT_STREAM}"
                 )));
             }
-            let follow = follow_param(params.follow.as_deref(), false)?;
-            let timestamps = match params.timestamps.as_deref() {
-                None | Some("false" | "0") => false,
-                Some("" | "true" | "1") => true,
-                Some(other) => {
-                    return Err(invalid(format!(
-                        "timestamps={other:?}: expected true or false"
-                    )))
-                }
-            };
+            let follow = bool_param("follow", params.follow.as_deref(), false)?;
+            let timestamps = bool_param("timestamps", params.timestamps.as_deref(), false)?;
             text_response(&logs, name, follow, timestamps).await
         }
         Format::Ndjson => {
             let options = read_options(&params, false, params.cursor.clone())?;
             let pages = logs.records(&name, &options).await?;
-            let log = name.clone();
-            let body = Body::from_stream(encode::ndjson(pages, name).map(move |chunk| {
-                chunk.map_err(|e| {
-                    tracing::warn!(log = %log, error = %e, "aborting a log response");
-                    std::io::Error::other(e.message)
-                })
-            }));
-            let mut response = Response::new(body);
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
-            Ok(response)
+            let what = name.to_string();
+            Ok(streamed(encode::ndjson(pages, name), what, NDJSON))
         }
         Format::EventStream => {
             // An event stream is for following; `Last-Event-ID` is the
@@ -294,18 +271,18 @@ async fn paged(logs: &Logs, name: LogName, params: &ReadParams) -> Result<Respon
             .ok()
             .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
             .ok_or_else(|| {
-                invalid(format!(
+                ApiError::invalid(format!(
                     "page_size={text:?}: expected a number of records, 1 to {MAX_PAGE_SIZE}"
                 ))
             })?,
     };
     if params.cursor.is_some() && params.page_token.is_some() {
-        return Err(invalid(
+        return Err(ApiError::invalid(
             "cursor and page_token say the same thing: give one".to_owned(),
         ));
     }
-    if follow_param(params.follow.as_deref(), false)? {
-        return Err(invalid(
+    if bool_param("follow", params.follow.as_deref(), false)? {
+        return Err(ApiError::invalid(
             "paged reads do not follow: use application/x-ndjson or text/event-stream".to_owned(),
         ));
     }
@@ -394,21 +371,8 @@ async fn text_response(
     timestamps: bool,
 ) -> Result<Response, ApiError> {
     let text = logs.text(name.clone(), follow, timestamps).await?;
-    let body = Body::from_stream(text.map(move |chunk| {
-        chunk.map_err(|e| {
-            // The status line is gone; aborting the chunked body is how the
-            // client learns the log is incomplete.
-            tracing::warn!(log = %name, error = %e, "aborting a log response");
-            std::io::Error::other(e.message)
-        })
-    }));
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(
+    let mut response = streamed(text, name.to_string(), TEXT_PLAIN);
+    response.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
@@ -445,17 +409,19 @@ async fn dashboard_log(
     path: Result<Path<(String, String, String)>, PathRejection>,
     params: Result<Query<DashboardParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((namespace, pod, container)) =
-        path.map_err(|rejection| invalid(format!("invalid path: {}", rejection.body_text())))?;
-    let Query(params) = params
-        .map_err(|rejection| invalid(format!("invalid query string: {}", rejection.body_text())))?;
+    let Path((namespace, pod, container)) = path.map_err(|rejection| {
+        ApiError::invalid(format!("invalid path: {}", rejection.body_text()))
+    })?;
+    let Query(params) = params.map_err(|rejection| {
+        ApiError::invalid(format!("invalid query string: {}", rejection.body_text()))
+    })?;
     for (what, value, max, dots) in [
         ("namespace", &namespace, 63, false),
         ("pod", &pod, 253, true),
         ("container", &container, 63, false),
     ] {
         if !is_kubernetes_name(value, max, dots) {
-            return Err(invalid(format!(
+            return Err(ApiError::invalid(format!(
                 "{what} {value:?} is not a Kubernetes name (lower-case letters, digits and '-'{}, \
                  at most {max})",
                 if dots { " or '.'" } else { "" }
@@ -467,8 +433,9 @@ async fn dashboard_log(
             .as_deref()
             .filter(|v| !v.is_empty())
             .map(|text| {
-                parse_rfc3339_ns(text)
-                    .ok_or_else(|| invalid(format!("{key}={text:?}: expected an RFC 3339 time")))
+                parse_rfc3339_ns(text).ok_or_else(|| {
+                    ApiError::invalid(format!("{key}={text:?}: expected an RFC 3339 time"))
+                })
             })
             .transpose()
     };
@@ -481,18 +448,27 @@ async fn dashboard_log(
     };
     let what = format!("{}/{}/{}", query.namespace, query.pod, query.container);
     let text = logs.container_text(query).await?;
-    let body = Body::from_stream(text.map(move |chunk| {
+    Ok(streamed(text, what, TEXT_PLAIN))
+}
+
+/// A `200` streaming `body` as `content_type`. An error after the status
+/// line has gone aborts the chunked body: that is how the client learns
+/// the log is incomplete. `what` names the log in the service log.
+fn streamed<S>(body: S, what: String, content_type: &'static str) -> Response
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, ApiError>> + Send + 'static,
+{
+    let body = Body::from_stream(body.map(move |chunk| {
         chunk.map_err(|e| {
-            tracing::warn!(container = %what, error = %e, "aborting a log response");
+            tracing::warn!(log = %what, error = %e, "aborting a log response");
             std::io::Error::other(e.message)
         })
     }));
     let mut response = Response::new(body);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(response)
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 async fn delete_log(State(logs): State<Logs>, path: LogPath) -> Result<Response, ApiError> {

@@ -28,7 +28,7 @@ use crate::backend::{
 use crate::pipeline::{text_chunks, text_chunks_with, TextOptions};
 use crate::record::{LogRecord, Page};
 use crate::run::{LogName, ResolveError, Run, RunKind, RunResolver};
-use crate::timestamp::format_rfc3339_ns;
+use crate::timestamp::{format_rfc3339_ns, now_ns};
 
 /// A log body on its way out: text chunks; an `Err` ends it.
 pub type TextStream = BoxStream<'static, Result<Bytes, ApiError>>;
@@ -58,14 +58,6 @@ pub const MAX_TAIL_BYTES: usize = 16 * 1024 * 1024;
 /// Records per batch of a `tail`'s window.
 const TAIL_BATCH: usize = 500;
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_nanos()).ok())
-        .unwrap_or(i64::MAX)
-}
-
 /// What to read of a log, for the structured reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadOptions {
@@ -86,16 +78,12 @@ pub struct ReadOptions {
 }
 
 impl ReadOptions {
-    fn invalid(message: String) -> ApiError {
-        ApiError::new(ErrorCode::InvalidArgument, message)
-    }
-
     /// Checks the options against each other and against what the store's
     /// records say.
     fn validate(&self, fields: RecordFields) -> Result<(), ApiError> {
         if let (Some(since), Some(until)) = (self.since_ns, self.until_ns) {
             if since >= until {
-                return Err(Self::invalid(format!(
+                return Err(ApiError::invalid(format!(
                     "since ({}) is not before until ({})",
                     format_rfc3339_ns(since),
                     format_rfc3339_ns(until)
@@ -104,25 +92,25 @@ impl ReadOptions {
         }
         if let Some(lines) = self.tail {
             if !(1..=MAX_TAIL).contains(&lines) {
-                return Err(Self::invalid(format!(
+                return Err(ApiError::invalid(format!(
                     "tail={lines}: expected 1 to {MAX_TAIL} lines"
                 )));
             }
             if self.cursor.is_some() {
-                return Err(Self::invalid(
+                return Err(ApiError::invalid(
                     "tail and cursor do not go together: a cursor already says where to start"
                         .to_owned(),
                 ));
             }
         }
         if (self.since_ns.is_some() || self.until_ns.is_some()) && !fields.times {
-            return Err(Self::invalid(
+            return Err(ApiError::invalid(
                 "this log store keeps no line times, so since and until cannot be applied"
                     .to_owned(),
             ));
         }
         if !self.steps.is_empty() && !fields.containers {
-            return Err(Self::invalid(
+            return Err(ApiError::invalid(
                 "this log store does not say which step a line is from, so steps cannot be \
                  applied"
                     .to_owned(),
@@ -160,7 +148,7 @@ impl Filter {
             .collect();
         if !run.steps.is_empty() {
             if let Some(unknown) = containers.iter().find(|c| !run.steps.contains(c)) {
-                return Err(ReadOptions::invalid(format!(
+                return Err(ApiError::invalid(format!(
                     "{} has no step {:?}; its steps are {}",
                     run.log,
                     unknown.trim_start_matches("step-"),
@@ -226,6 +214,32 @@ impl Filter {
     }
 }
 
+/// Waits for the first item of `stream`, so that an error known before any
+/// byte (a missing log, a failing store) is an `Err` here, not a broken
+/// stream; with `may_wait` (a run still running, which may have no line
+/// yet), at most `FIRST_CHUNK_WAIT`, after which the stream starts without
+/// it, since clients and proxies give up on a response that does not start.
+async fn first_then<T: Send + 'static>(
+    mut stream: BoxStream<'static, Result<T, ApiError>>,
+    may_wait: bool,
+) -> Result<BoxStream<'static, Result<T, ApiError>>, ApiError> {
+    let first = if may_wait {
+        // Dropping a pending `next` loses nothing: the response polls the
+        // stream again.
+        match tokio::time::timeout(FIRST_CHUNK_WAIT, stream.next()).await {
+            Ok(first) => first,
+            Err(_) => return Ok(stream),
+        }
+    } else {
+        stream.next().await
+    };
+    match first {
+        None => Ok(stream::empty().boxed()),
+        Some(Err(e)) => Err(e),
+        Some(Ok(first)) => Ok(stream::once(async { Ok(first) }).chain(stream).boxed()),
+    }
+}
+
 /// How the front ends serve logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
@@ -285,7 +299,7 @@ impl Logs {
         let may_wait = follow && !run.is_complete();
         let pages = super::metered::metered(self.pages(run, follow, None)?, "text");
         let size = self.settings.chunk_size;
-        let mut chunks = text_chunks_with(
+        let chunks = text_chunks_with(
             pages,
             size,
             TextOptions {
@@ -294,21 +308,7 @@ impl Logs {
             },
         )
         .boxed();
-        let first = if may_wait {
-            // Dropping a pending `next` loses nothing: the stream is polled
-            // again by the response.
-            match tokio::time::timeout(FIRST_CHUNK_WAIT, chunks.next()).await {
-                Ok(first) => first,
-                Err(_) => return Ok(chunks),
-            }
-        } else {
-            chunks.next().await
-        };
-        match first {
-            None => Ok(stream::empty().boxed()),
-            Some(Err(e)) => Err(e),
-            Some(Ok(first)) => Ok(stream::once(async { Ok(first) }).chain(chunks).boxed()),
-        }
+        first_then(chunks, may_wait).await
     }
 
     /// Opens a log as record pages, as `options` say: after a cursor (a
@@ -334,24 +334,7 @@ impl Logs {
             None => filter.apply(self.pages(run, follow, after)?),
             Some(lines) => self.tail(run, follow, lines, filter).await?,
         };
-        let mut pages = super::metered::metered(pages, "records");
-        let deadline = tokio::time::Instant::now() + FIRST_CHUNK_WAIT;
-        loop {
-            let next = if may_wait {
-                match tokio::time::timeout_at(deadline, pages.next()).await {
-                    Ok(next) => next,
-                    Err(_) => return Ok(pages),
-                }
-            } else {
-                pages.next().await
-            };
-            match next {
-                None => return Ok(stream::empty().boxed()),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(page)) if page.records.is_empty() => continue,
-                Some(Ok(page)) => return Ok(stream::once(async { Ok(page) }).chain(pages).boxed()),
-            }
-        }
+        first_then(super::metered::metered(pages, "records"), may_wait).await
     }
 
     /// The last `lines` records of `run`'s log that pass `filter`, then,
@@ -367,8 +350,7 @@ impl Logs {
         // History up to what a follower would have been given by now (lines
         // come in up to SETTLE late), so the live read takes over with no gap.
         let before = live_run.then(|| {
-            let settle =
-                i64::try_from(crate::backend::loki::follow::SETTLE.as_nanos()).unwrap_or(0);
+            let settle = i64::try_from(self.backend.follow_settle().as_nanos()).unwrap_or(0);
             now_ns().saturating_sub(settle)
         });
         let history = match (run.kind, before) {
@@ -434,12 +416,7 @@ impl Logs {
                 .boxed(),
             "dashboard",
         );
-        let mut chunks = text_chunks(pages, self.settings.chunk_size).boxed();
-        match chunks.next().await {
-            None => Ok(stream::empty().boxed()),
-            Some(Err(e)) => Err(e),
-            Some(Ok(first)) => Ok(stream::once(async { Ok(first) }).chain(chunks).boxed()),
-        }
+        first_then(text_chunks(pages, self.settings.chunk_size).boxed(), false).await
     }
 
     /// The record pages of `run`'s log (a PipelineRun's: its TaskRuns'),
@@ -458,13 +435,10 @@ impl Logs {
                 Some(Cursor {
                     task_run: Some(_), ..
                 }),
-            ) => Err(ApiError::new(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "the cursor is from a PipelineRun's log, not from {}",
-                    run.log
-                ),
-            )),
+            ) => Err(ApiError::invalid(format!(
+                "the cursor is from a PipelineRun's log, not from {}",
+                run.log
+            ))),
             (RunKind::TaskRun, after) => {
                 let position = after.map(|cursor| cursor.position);
                 Ok(self
@@ -478,8 +452,7 @@ impl Logs {
 
     /// Reads a cursor a client sent for the log `name`.
     pub fn cursor(name: &LogName, text: &str) -> Result<Cursor, ApiError> {
-        Cursor::decode(text, name)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))
+        Cursor::decode(text, name).map_err(|e| ApiError::invalid(e.to_string()))
     }
 
     /// The query for `run`'s own log; a follower of a run that has not
@@ -591,9 +564,7 @@ impl Logs {
                 let mut new = 0;
                 if let Some(task_run) = &resume_in {
                     let Some(at) = children.iter().position(|c| c.record.log() == task_run) else {
-                        Err(ApiError::new(
-                            ErrorCode::InvalidArgument,
-                            format!("the cursor's TaskRun {task_run:?} is not one of {}'s", run.log),
+                        Err(ApiError::invalid(format!("the cursor's TaskRun {task_run:?} is not one of {}'s", run.log),
                         ))?;
                         return;
                     };

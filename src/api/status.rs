@@ -69,6 +69,11 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// An `InvalidArgument` error: the request is wrong, and says how.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
 }
 
 impl std::fmt::Display for ApiError {

@@ -226,6 +226,14 @@ pub trait LogBackend: Debug + Send + Sync + 'static {
         .boxed()
     }
 
+    /// How late a followed line may arrive behind the newest one delivered
+    /// (a follow releases lines only once they are this old). History read
+    /// for a hand-over to a follow ends this long ago, so the follow takes
+    /// over with no gap. Zero unless the provider says so.
+    fn follow_settle(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Which fields the provider's records have; none unless it says so.
     fn fields(&self) -> RecordFields {
         RecordFields::default()

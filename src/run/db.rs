@@ -63,19 +63,60 @@ const CHILDREN: &str = "SELECT name, type, fields FROM (\
        ORDER BY name, updated_time DESC NULLS LAST, id) AS newest \
      ORDER BY name LIMIT $4";
 
-/// When a PipelineRun's TaskRuns were listed, whether it had completed then,
-/// and the list.
-type CachedChildren = (Instant, bool, Arc<Vec<Run>>);
+/// A bounded cache of what was read about runs: an entry made while its run
+/// was running lives `RUNNING_TTL` (its completion must be seen soon), one
+/// made after it completed `COMPLETED_TTL` (its record no longer changes).
+#[derive(Debug)]
+struct RunCache<K, V> {
+    entries: Mutex<HashMap<K, (Instant, bool, V)>>,
+}
+
+fn ttl(complete: bool) -> Duration {
+    if complete {
+        COMPLETED_TTL
+    } else {
+        RUNNING_TTL
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> RunCache<K, V> {
+    fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The live entry for `key`; with `complete`, only one made when the run
+    /// was in that state.
+    fn get(&self, key: &K, complete: Option<bool>) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, made_complete, value) = entries.get(key)?;
+        (complete.is_none_or(|c| c == *made_complete) && at.elapsed() < ttl(*made_complete))
+            .then(|| value.clone())
+    }
+
+    fn put(&self, key: K, complete: bool, value: V) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CACHE_ENTRIES {
+            entries.retain(|_, (at, complete, _)| at.elapsed() < ttl(*complete));
+            if entries.len() >= CACHE_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (Instant::now(), complete, value));
+    }
+}
 
 /// Resolves log names through the Results database.
 #[derive(Debug)]
 pub struct DbResolver {
     pool: Pool,
     retry: RetryPolicy,
-    cache: Mutex<HashMap<LogName, (Instant, Run)>>,
-    /// TaskRuns of PipelineRuns, by the PipelineRun's record: followers of
-    /// one PipelineRun re-list them every few seconds.
-    children_cache: Mutex<HashMap<(LogName, String), CachedChildren>>,
+    /// Runs by the name they were asked for.
+    runs: RunCache<LogName, Run>,
+    /// TaskRuns of PipelineRuns, by the PipelineRun's record and UID:
+    /// followers of one PipelineRun re-list them every few seconds.
+    children: RunCache<(LogName, String), Arc<Vec<Run>>>,
 }
 
 impl DbResolver {
@@ -115,38 +156,9 @@ impl DbResolver {
         Ok(Self {
             pool,
             retry: RetryPolicy::default(),
-            cache: Mutex::new(HashMap::new()),
-            children_cache: Mutex::new(HashMap::new()),
+            runs: RunCache::new(),
+            children: RunCache::new(),
         })
-    }
-
-    fn cached(&self, name: &LogName) -> Option<Run> {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let (at, run) = cache.get(name)?;
-        let ttl = if run.completion_ns.is_some() {
-            COMPLETED_TTL
-        } else {
-            RUNNING_TTL
-        };
-        (at.elapsed() < ttl).then(|| run.clone())
-    }
-
-    fn remember(&self, run: &Run) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_ENTRIES {
-            cache.retain(|_, (at, run)| {
-                let ttl = if run.completion_ns.is_some() {
-                    COMPLETED_TTL
-                } else {
-                    RUNNING_TTL
-                };
-                at.elapsed() < ttl
-            });
-            if cache.len() >= CACHE_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(run.log.clone(), (Instant::now(), run.clone()));
     }
 
     /// Runs a query, retrying while the database cannot be reached.
@@ -232,7 +244,7 @@ fn column_error(error: tokio_postgres::Error) -> ResolveError {
 #[async_trait]
 impl RunResolver for DbResolver {
     async fn resolve(&self, name: &LogName) -> Result<Run, ResolveError> {
-        if let Some(run) = self.cached(name) {
+        if let Some(run) = self.runs.get(name, None) {
             return Ok(run);
         }
         let not_found = || ResolveError::NotFound {
@@ -266,7 +278,8 @@ impl RunResolver for DbResolver {
                 }
             }
         };
-        self.remember(&run);
+        self.runs
+            .put(run.log.clone(), run.is_complete(), run.clone());
         Ok(run)
     }
 
@@ -277,21 +290,8 @@ impl RunResolver for DbResolver {
         // A running PipelineRun gains TaskRuns: its list is kept briefly,
         // and a list made while it ran is never used once it has completed.
         let key = (run.record.clone(), run.uid.clone());
-        {
-            let cache = self
-                .children_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some((at, complete, children)) = cache.get(&key) {
-                let ttl = if *complete {
-                    COMPLETED_TTL
-                } else {
-                    RUNNING_TTL
-                };
-                if *complete == run.is_complete() && at.elapsed() < ttl {
-                    return Ok(children.as_ref().clone());
-                }
-            }
+        if let Some(children) = self.children.get(&key, Some(run.is_complete())) {
+            return Ok(children.as_ref().clone());
         }
         let (parent, result) = (run.record.parent(), run.record.result());
         let rows = self
@@ -314,24 +314,8 @@ impl RunResolver for DbResolver {
         }
         // Rows come in name order, so equal start times stay in name order.
         children.sort_by_key(|child| child.start_ns);
-        let mut cache = self
-            .children_cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_ENTRIES {
-            cache.retain(|_, (at, _, _)| at.elapsed() < RUNNING_TTL);
-            if cache.len() >= CACHE_ENTRIES {
-                cache.clear();
-            }
-        }
-        cache.insert(
-            key,
-            (
-                Instant::now(),
-                run.is_complete(),
-                Arc::new(children.clone()),
-            ),
-        );
+        self.children
+            .put(key, run.is_complete(), Arc::new(children.clone()));
         Ok(children)
     }
 

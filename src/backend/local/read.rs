@@ -9,11 +9,13 @@
 
 use std::io::{self, SeekFrom};
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use bytes::BytesMut;
 use futures::Stream;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::timestamp::now_ns;
 
 use super::{io_error, Error, Result, UPLOAD_POLL, UPLOAD_WAIT};
 use crate::backend::LogQuery;
@@ -145,12 +147,4 @@ async fn open(
             () = completion.changed() => {}
         }
     }
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_nanos()).ok())
-        .unwrap_or(i64::MAX)
 }

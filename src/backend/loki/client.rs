@@ -17,6 +17,7 @@ use super::wire::QueryResponse;
 use crate::backend::retry::{parse_retry_after, retryable_status, RetryPolicy};
 use crate::backend::{Error, Result};
 use crate::telemetry::names;
+use crate::timestamp::now_ns;
 
 pub(super) const PROVIDER: &str = "loki";
 
@@ -399,15 +400,6 @@ pub(super) fn excerpt(body: &[u8]) -> String {
         out.push('…');
     }
     out
-}
-
-/// Nanoseconds since the epoch, now.
-pub(super) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_nanos()).ok())
-        .unwrap_or(i64::MAX)
 }
 
 /// The bearer token file, read again whenever its modification time or size

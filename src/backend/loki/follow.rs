@@ -23,10 +23,11 @@ use futures::{Stream, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::client::{now_ns, LokiClient};
+use super::client::LokiClient;
 use super::history::{self, HistoryQuery};
 use crate::backend::{Completion, Result};
 use crate::record::{Page, Position};
+use crate::timestamp::now_ns;
 
 /// How old a line must be before it is released to followers.
 pub const SETTLE: Duration = Duration::from_secs(2);

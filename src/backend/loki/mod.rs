@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use self::client::{now_ns, ClientSettings, LokiClient, PROVIDER};
+use self::client::{ClientSettings, LokiClient, PROVIDER};
 use self::history::HistoryQuery;
 use self::push::{Batcher, LineShape, LineSplitter, PushLine};
 use self::query::QueryTemplate;
@@ -39,6 +39,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::run::{Run, RunKind};
+use crate::timestamp::now_ns;
 
 /// The Loki connector.
 #[derive(Debug)]
@@ -369,6 +370,10 @@ impl LogBackend for LokiBackend {
             },
         )
         .boxed()
+    }
+
+    fn follow_settle(&self) -> Duration {
+        follow::SETTLE
     }
 
     fn fields(&self) -> RecordFields {
