@@ -38,6 +38,17 @@ pub mod names {
     /// Counter: requests to a provider given up after every retry (answered
     /// `Unavailable`), by `provider`, `request`.
     pub const UPSTREAM_FAILURES: &str = "tekton_results_logs_upstream_failures_total";
+    /// Gauge: shared upstream tails open (one per followed log), by
+    /// `provider`.
+    pub const UPSTREAM_TAILS: &str = "tekton_results_logs_upstream_tails";
+    /// Gauge: followers reading live lines from a shared tail, by `provider`.
+    pub const FOLLOWERS: &str = "tekton_results_logs_followers";
+    /// Counter: times a follower fell so far behind its shared tail that it
+    /// went back to reading history from its own position, by `provider`.
+    pub const FOLLOWER_FALLBACKS: &str = "tekton_results_logs_follower_fallbacks_total";
+    /// Summary: how old a followed line is when a follower takes it from the
+    /// shared tail (now minus the line's time, seconds), by `provider`.
+    pub const FOLLOWER_LAG: &str = "tekton_results_logs_follower_lag_seconds";
 }
 
 /// Installs the global metrics recorder; the handle renders the metrics in
@@ -66,6 +77,17 @@ pub fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle
         names::BYTES_SERVED,
         metrics::Unit::Bytes,
         "Message bytes of the log records served."
+    );
+    metrics::describe_gauge!(names::UPSTREAM_TAILS, "Shared upstream tails open.");
+    metrics::describe_gauge!(names::FOLLOWERS, "Followers of a shared upstream tail.");
+    metrics::describe_counter!(
+        names::FOLLOWER_FALLBACKS,
+        "Times a follower fell behind its shared tail and read history from its own position."
+    );
+    metrics::describe_histogram!(
+        names::FOLLOWER_LAG,
+        metrics::Unit::Seconds,
+        "Age of a followed line when a follower takes it from the shared tail."
     );
     Ok(handle)
 }

@@ -20,6 +20,8 @@ mod backpressure;
 mod bad_input;
 /// The `get`, `push` and `check` commands.
 mod cli;
+/// Followers of one run share one upstream tail; a slow one loses nothing.
+mod fanout;
 /// Upload then read back byte for byte over gRPC (v1alpha2, v1alpha3) and REST.
 mod get_log_compat;
 /// The product's own gRPC API: records, cursors, filters, follow.

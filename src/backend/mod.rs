@@ -6,6 +6,7 @@
 //! Adding a provider: one module here, one arm in `build`.
 
 mod error;
+pub mod fanout;
 pub mod local;
 pub mod loki;
 pub mod retry;

@@ -126,6 +126,11 @@ pub const SERVER_SHUTDOWN_TIMEOUT: &str = "SERVER_SHUTDOWN_TIMEOUT";
 /// aborted and nothing of it is stored (ours, not upstream). Default `300`.
 pub const LOGS_UPLOAD_IDLE_TIMEOUT: &str = "LOGS_UPLOAD_IDLE_TIMEOUT";
 
+/// Pages each shared live tail keeps for its followers (ours, not upstream):
+/// a follower further behind than this reads the missed lines from history
+/// instead. 1 to 65536. Default `64`.
+pub const LOGS_FOLLOW_BUFFER_PAGES: &str = "LOGS_FOLLOW_BUFFER_PAGES";
+
 /// The service's log filter, a tracing directive such as `info`, `debug` or
 /// `tekton_results_logs=debug,warn`. Default `info`.
 pub const LOG_LEVEL: &str = "LOG_LEVEL";
@@ -180,6 +185,7 @@ pub const ALL: &[&str] = &[
     LOGS_RUNS_FILE,
     LOGS_TIMESTAMPS,
     LOGS_UPLOAD_IDLE_TIMEOUT,
+    LOGS_FOLLOW_BUFFER_PAGES,
     LOGGING_PLUGIN_API_URL,
     LOGGING_PLUGIN_PROXY_PATH,
     LOGGING_PLUGIN_TOKEN_PATH,

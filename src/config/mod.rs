@@ -132,6 +132,9 @@ pub struct LogsConfig {
     /// How long an upload may go without a message before it is aborted
     /// (`LOGS_UPLOAD_IDLE_TIMEOUT`).
     pub upload_idle_timeout: Duration,
+    /// Pages each shared live tail keeps for its followers
+    /// (`LOGS_FOLLOW_BUFFER_PAGES`).
+    pub follow_buffer_pages: usize,
 }
 
 /// Where logs are read from.
@@ -349,6 +352,12 @@ impl Config {
                 "300",
                 values::parse_seconds,
             )?,
+            follow_buffer_pages: field(
+                raw,
+                keys::LOGS_FOLLOW_BUFFER_PAGES,
+                "64",
+                values::parse_follow_buffer_pages,
+            )?,
         };
         let provider = logs.provider;
         let plugin = PluginConfig {
@@ -498,6 +507,10 @@ impl Config {
             (
                 "upload idle timeout",
                 format!("{} s", self.logs.upload_idle_timeout.as_secs()),
+            ),
+            (
+                "follow buffer",
+                format!("{} pages per shared tail", self.logs.follow_buffer_pages),
             ),
             (
                 "run database",

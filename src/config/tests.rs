@@ -567,3 +567,20 @@ fn the_metrics_port_is_upstreams_key_and_can_be_turned_off() {
     );
     assert!(error(&[(keys::PROMETHEUS_PORT, "http")]).starts_with("PROMETHEUS_PORT=\"http\""));
 }
+
+#[test]
+fn follow_buffer_is_a_page_count_in_range() {
+    assert_eq!(config(&[]).logs.follow_buffer_pages, 64);
+    let c = config(&[(keys::LOGS_FOLLOW_BUFFER_PAGES, "2")]);
+    assert_eq!(c.logs.follow_buffer_pages, 2);
+    for bad in ["0", "65537", "-1"] {
+        assert_eq!(
+            error(&[(keys::LOGS_FOLLOW_BUFFER_PAGES, bad)]),
+            format!("LOGS_FOLLOW_BUFFER_PAGES={bad:?}: must be 1 to 65536 pages")
+        );
+    }
+    assert_eq!(
+        error(&[(keys::LOGS_FOLLOW_BUFFER_PAGES, "lots")]),
+        "LOGS_FOLLOW_BUFFER_PAGES=\"lots\": not a whole number of pages"
+    );
+}

@@ -271,6 +271,14 @@ pub(super) fn parse_seconds(v: &str) -> Result<Duration, String> {
     }
 }
 
+pub(super) fn parse_follow_buffer_pages(v: &str) -> Result<usize, String> {
+    let n = parse_int(v).ok_or("not a whole number of pages")?;
+    match usize::try_from(n) {
+        Ok(pages @ 1..=65536) => Ok(pages),
+        _ => Err("must be 1 to 65536 pages".to_owned()),
+    }
+}
+
 pub(super) fn parse_query_params(v: &str) -> Result<Vec<(String, String)>, String> {
     let mut params = Vec::new();
     if v.is_empty() {

@@ -26,18 +26,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use self::client::{ClientSettings, LokiClient, PROVIDER};
 use self::history::HistoryQuery;
 use self::push::{Batcher, LineShape, LineSplitter, PushLine};
 use self::query::QueryTemplate;
+use super::fanout::{Fanout, Tail};
 use super::retry::RetryPolicy;
 use super::{
-    ByteStream, ContainerQuery, Error, LogBackend, LogQuery, PageStream, RecordFields, Result,
-    WriteSummary,
+    ByteStream, Completion, ContainerQuery, Error, LogBackend, LogQuery, PageStream, RecordFields,
+    Result, WriteSummary,
 };
 use crate::config::Config;
+use crate::record::Position;
 use crate::run::{Run, RunKind};
 use crate::timestamp::now_ns;
 
@@ -50,6 +52,8 @@ pub struct LokiBackend {
     limit: u32,
     forwarder_delay: Duration,
     lookback: Duration,
+    /// The shared live tails of followed runs.
+    fanout: Arc<Fanout>,
 }
 
 impl LokiBackend {
@@ -102,6 +106,7 @@ impl LokiBackend {
             limit: plugin.query_limit,
             forwarder_delay: plugin.forwarder_delay,
             lookback: plugin.lookback,
+            fanout: Arc::new(Fanout::new(config.logs.follow_buffer_pages)),
         })
     }
 
@@ -117,6 +122,92 @@ impl LokiBackend {
             None => now.saturating_add(1),
         };
         (start, end)
+    }
+}
+
+impl LokiBackend {
+    /// Follows a run: through the shared tail of its query, unless its range
+    /// has already ended (then it is history, read by the follow pager).
+    fn follow(&self, query: LogQuery, logql: String, start_ns: i64, grace_ns: i64) -> PageStream {
+        let released = now_ns().saturating_sub(duration_ns(follow::SETTLE));
+        let end_ns = query
+            .completion_ns()
+            .map(|done| done.saturating_add(grace_ns));
+        let limit = self.limit;
+        if end_ns.is_some_and(|end| released >= end) {
+            return follow::pages(
+                self.client.clone(),
+                follow::FollowQuery {
+                    logql,
+                    start_ns,
+                    end_ns,
+                    completion: Completion::default(),
+                    forwarder_delay_ns: grace_ns,
+                    limit,
+                    after: query.after,
+                },
+            )
+            .boxed();
+        }
+        // A new hub reads what comes after what is released now; followers
+        // read anything older from history.
+        let origin = Position {
+            ts_ns: released.saturating_sub(1),
+            seq: u64::MAX,
+        };
+        let upstream = {
+            let (client, logql) = (self.client.clone(), logql.clone());
+            Box::new(move |completion| {
+                follow::pages(
+                    client,
+                    follow::FollowQuery {
+                        logql,
+                        start_ns,
+                        end_ns: None,
+                        completion,
+                        forwarder_delay_ns: grace_ns,
+                        limit,
+                        after: Some(origin),
+                    },
+                )
+                .boxed()
+            })
+        };
+        let history = {
+            let (client, logql) = (self.client.clone(), logql.clone());
+            Arc::new(move |after: Option<Position>, upto: Position| {
+                history::pages(
+                    client.clone(),
+                    HistoryQuery {
+                        logql: logql.clone(),
+                        start_ns,
+                        end_ns: upto.ts_ns.saturating_add(1),
+                        limit,
+                        after,
+                    },
+                )
+                .map_ok(move |mut page| {
+                    page.records.retain(|r| r.position <= upto);
+                    page
+                })
+                .try_filter(|page| std::future::ready(!page.records.is_empty()))
+                .boxed()
+            })
+        };
+        self.fanout.follow(
+            Tail {
+                key: format!("{grace_ns} {logql}"),
+                origin,
+                upstream,
+                history,
+                provider: PROVIDER,
+            },
+            query.after,
+            match query.run.completion_ns {
+                Some(done) => Completion::known(done),
+                None => query.completion,
+            },
+        )
     }
 }
 
@@ -233,23 +324,7 @@ impl LogBackend for LokiBackend {
             let grace_ns = query
                 .follow_grace
                 .map_or_else(|| duration_ns(self.forwarder_delay), duration_ns);
-            let end_ns = query
-                .run
-                .completion_ns
-                .map(|done| done.saturating_add(grace_ns));
-            return follow::pages(
-                self.client.clone(),
-                follow::FollowQuery {
-                    logql,
-                    start_ns,
-                    end_ns,
-                    completion: query.completion.clone(),
-                    forwarder_delay_ns: grace_ns,
-                    limit: self.limit,
-                    after: query.after,
-                },
-            )
-            .boxed();
+            return self.follow(query, logql, start_ns, grace_ns);
         }
         history::pages(
             self.client.clone(),
