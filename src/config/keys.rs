@@ -118,6 +118,11 @@ pub const LOGGING_PLUGIN_TIMEOUT: &str = "LOGGING_PLUGIN_TIMEOUT";
 /// known (no run database configured) (ours). Default `43200` (30 days).
 pub const LOGGING_PLUGIN_LOOKBACK_DURATION: &str = "LOGGING_PLUGIN_LOOKBACK_DURATION";
 
+/// Milliseconds a followed line waits before it is sent, so that lines a
+/// forwarder ships a little late still come in order (ours). 0 to 60000.
+/// Default `2000`.
+pub const LOGGING_PLUGIN_FOLLOW_SETTLE_MS: &str = "LOGGING_PLUGIN_FOLLOW_SETTLE_MS";
+
 /// Seconds `serve` lets requests in flight finish after SIGTERM or Ctrl-C
 /// before closing their connections (ours, not upstream). Default `30`.
 pub const SERVER_SHUTDOWN_TIMEOUT: &str = "SERVER_SHUTDOWN_TIMEOUT";
@@ -205,6 +210,7 @@ pub const ALL: &[&str] = &[
     LOGGING_PLUGIN_PIPELINERUN_UID_KEY,
     LOGGING_PLUGIN_TIMEOUT,
     LOGGING_PLUGIN_LOOKBACK_DURATION,
+    LOGGING_PLUGIN_FOLLOW_SETTLE_MS,
     DB_HOST,
     DB_PORT,
     DB_NAME,

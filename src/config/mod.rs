@@ -212,6 +212,9 @@ pub struct PluginConfig {
     /// How far back to search when a run's start is unknown
     /// (`LOGGING_PLUGIN_LOOKBACK_DURATION`).
     pub lookback: Duration,
+    /// How old a followed line must be before it is sent
+    /// (`LOGGING_PLUGIN_FOLLOW_SETTLE_MS`).
+    pub follow_settle: Duration,
 }
 
 impl fmt::Debug for DbConfig {
@@ -452,6 +455,12 @@ impl Config {
                 "43200",
                 parse_minutes,
             )?,
+            follow_settle: field(
+                raw,
+                keys::LOGGING_PLUGIN_FOLLOW_SETTLE_MS,
+                "2000",
+                values::parse_settle_ms,
+            )?,
         };
         let db = db_config(raw)?;
         if let (Some(_), Some(file)) = (&db, &logs.runs_file) {
@@ -621,6 +630,10 @@ impl Config {
             (
                 keys::LOGGING_PLUGIN_LOOKBACK_DURATION,
                 format!("{} minutes", p.lookback.as_secs() / 60),
+            ),
+            (
+                keys::LOGGING_PLUGIN_FOLLOW_SETTLE_MS,
+                format!("{} ms", p.follow_settle.as_millis()),
             ),
         ]);
         let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0) + 1;

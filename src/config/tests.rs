@@ -584,3 +584,22 @@ fn follow_buffer_is_a_page_count_in_range() {
         "LOGS_FOLLOW_BUFFER_PAGES=\"lots\": not a whole number of pages"
     );
 }
+
+#[test]
+fn follow_settle_is_whole_milliseconds_up_to_a_minute() {
+    let key = keys::LOGGING_PLUGIN_FOLLOW_SETTLE_MS;
+    assert_eq!(config(&[]).plugin.follow_settle, Duration::from_secs(2));
+    assert_eq!(config(&[(key, "0")]).plugin.follow_settle, Duration::ZERO);
+    assert_eq!(
+        config(&[(key, "250")]).plugin.follow_settle,
+        Duration::from_millis(250)
+    );
+    assert_eq!(
+        error(&[(key, "60001")]),
+        "LOGGING_PLUGIN_FOLLOW_SETTLE_MS=\"60001\": must be 0 to 60000 milliseconds"
+    );
+    assert_eq!(
+        error(&[(key, "2s")]),
+        "LOGGING_PLUGIN_FOLLOW_SETTLE_MS=\"2s\": not a whole number of milliseconds"
+    );
+}

@@ -279,6 +279,14 @@ pub(super) fn parse_follow_buffer_pages(v: &str) -> Result<usize, String> {
     }
 }
 
+pub(super) fn parse_settle_ms(v: &str) -> Result<Duration, String> {
+    let n = parse_int(v).ok_or("not a whole number of milliseconds")?;
+    match u64::try_from(n) {
+        Ok(ms @ 0..=60_000) => Ok(Duration::from_millis(ms)),
+        _ => Err("must be 0 to 60000 milliseconds".to_owned()),
+    }
+}
+
 pub(super) fn parse_query_params(v: &str) -> Result<Vec<(String, String)>, String> {
     let mut params = Vec::new();
     if v.is_empty() {

@@ -12,7 +12,8 @@
 //! order and positions as a history read. When the socket cannot be used
 //! (closed, refused, or TLS settings it cannot honour) the follower polls.
 //!
-//! Lines are released once they are `SETTLE` old, so lines a forwarder ships
+//! Lines are released once they are `settle` old (`LOGGING_PLUGIN_FOLLOW_SETTLE_MS`,
+//! 2 s by default), so lines a forwarder ships
 //! a little late still come in order; a line that arrives later than that
 //! behind an already delivered one is not sent live (a later read has it).
 
@@ -28,9 +29,6 @@ use super::history::{self, HistoryQuery};
 use crate::backend::{Completion, Result};
 use crate::record::{Page, Position};
 use crate::timestamp::now_ns;
-
-/// How old a line must be before it is released to followers.
-pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// The longest wait between two reads while following, tail frames or not.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -56,20 +54,19 @@ pub struct FollowQuery {
     pub limit: u32,
     /// Deliver only what comes after this position.
     pub after: Option<Position>,
-}
-
-fn settle_ns() -> i64 {
-    i64::try_from(SETTLE.as_nanos()).unwrap_or(i64::MAX)
+    /// How old a line must be before it is released.
+    pub settle: Duration,
 }
 
 /// History, then live lines, in order, each once.
 pub fn pages(client: Arc<LokiClient>, query: FollowQuery) -> impl Stream<Item = Result<Page>> {
     async_stream::try_stream! {
         let mut last = query.after;
-        let mut wake = Wake::new(client.clone(), query.logql.clone());
+        let settle_ns = i64::try_from(query.settle.as_nanos()).unwrap_or(i64::MAX);
+        let mut wake = Wake::new(client.clone(), query.logql.clone(), query.settle);
         let mut completion = query.completion.clone();
         loop {
-            let released = now_ns().saturating_sub(settle_ns());
+            let released = now_ns().saturating_sub(settle_ns);
             let end_ns = query.end_ns.or_else(|| {
                 completion
                     .latest()
@@ -116,11 +113,12 @@ pub fn pages(client: Arc<LokiClient>, query: FollowQuery) -> impl Stream<Item = 
     }
 }
 
-/// Waits for a reason to read again: a tail frame (then `SETTLE`, so the
-/// lines are released), or `POLL_INTERVAL`.
+/// Waits for a reason to read again: a tail frame (then the settle delay,
+/// so the lines are released), or `POLL_INTERVAL`.
 struct Wake {
     client: Arc<LokiClient>,
     logql: String,
+    settle: Duration,
     socket: Option<Socket>,
     /// When the socket last failed; no new attempt before `POLL_INTERVAL`.
     failed_at: Option<tokio::time::Instant>,
@@ -130,10 +128,11 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 impl Wake {
-    fn new(client: Arc<LokiClient>, logql: String) -> Self {
+    fn new(client: Arc<LokiClient>, logql: String, settle: Duration) -> Self {
         Self {
             client,
             logql,
+            settle,
             socket: None,
             failed_at: None,
         }
@@ -161,7 +160,7 @@ impl Wake {
             match tokio::time::timeout_at(deadline, socket.next()).await {
                 Err(_) => return,
                 Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) => {
-                    tokio::time::sleep(SETTLE).await;
+                    tokio::time::sleep(self.settle).await;
                     return;
                 }
                 Ok(Some(Ok(Message::Close(frame)))) => {

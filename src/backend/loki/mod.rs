@@ -52,6 +52,8 @@ pub struct LokiBackend {
     limit: u32,
     forwarder_delay: Duration,
     lookback: Duration,
+    /// How old a followed line must be before it is sent.
+    settle: Duration,
     /// The shared live tails of followed runs.
     fanout: Arc<Fanout>,
 }
@@ -106,6 +108,7 @@ impl LokiBackend {
             limit: plugin.query_limit,
             forwarder_delay: plugin.forwarder_delay,
             lookback: plugin.lookback,
+            settle: plugin.follow_settle,
             fanout: Arc::new(Fanout::new(config.logs.follow_buffer_pages)),
         })
     }
@@ -129,11 +132,11 @@ impl LokiBackend {
     /// Follows a run: through the shared tail of its query, unless its range
     /// has already ended (then it is history, read by the follow pager).
     fn follow(&self, query: LogQuery, logql: String, start_ns: i64, grace_ns: i64) -> PageStream {
-        let released = now_ns().saturating_sub(duration_ns(follow::SETTLE));
+        let released = now_ns().saturating_sub(duration_ns(self.settle));
         let end_ns = query
             .completion_ns()
             .map(|done| done.saturating_add(grace_ns));
-        let limit = self.limit;
+        let (limit, settle) = (self.limit, self.settle);
         if end_ns.is_some_and(|end| released >= end) {
             return follow::pages(
                 self.client.clone(),
@@ -145,6 +148,7 @@ impl LokiBackend {
                     forwarder_delay_ns: grace_ns,
                     limit,
                     after: query.after,
+                    settle,
                 },
             )
             .boxed();
@@ -168,6 +172,7 @@ impl LokiBackend {
                         forwarder_delay_ns: grace_ns,
                         limit,
                         after: Some(origin),
+                        settle,
                     },
                 )
                 .boxed()
@@ -448,7 +453,7 @@ impl LogBackend for LokiBackend {
     }
 
     fn follow_settle(&self) -> Duration {
-        follow::SETTLE
+        self.settle
     }
 
     fn fields(&self) -> RecordFields {
