@@ -27,13 +27,14 @@
 //! Without `--bench` (as `cargo test --benches` runs it) it is a smoke run of
 //! 20,000 lines.
 
+mod common;
 #[path = "../tests/fakes/loki.rs"]
 mod loki;
 
 use std::fmt::Write as _;
 use std::future::Future;
 use std::path::Path;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -43,14 +44,10 @@ use tekton_results_logs::config::{Config, RawConfig};
 use tekton_results_logs::proto::tekton::results::v1alpha3;
 use tekton_results_logs::run::LogName;
 use tekton_results_logs::timestamp::now_ns;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
+use crate::common::{mib, ProcStats, Server};
 use crate::loki::{FakeLoki, FakeLokiConfig};
-
-/// Cargo builds the binary for benches and says where it is.
-const BIN: &str = env!("CARGO_BIN_EXE_tekton-results-logs");
 
 const NS: &str = "bench-loki";
 const RESULT: &str = "9d0c3b1e-7a43-4f55-9b2e-3c8f0e6d2a71";
@@ -96,8 +93,6 @@ const PHASE_NS_PER_SCAN: f64 = 120.0;
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
 const MIB: f64 = 1024.0 * 1024.0;
-/// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ).
-const USER_HZ: f64 = 100.0;
 
 fn dur_ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
@@ -337,105 +332,6 @@ fn excerpt(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(120)]).into_owned()
 }
 
-/// Memory and CPU of a process, from `/proc`.
-struct ProcStats {
-    dir: String,
-}
-
-impl ProcStats {
-    fn of_self() -> Self {
-        Self {
-            dir: "/proc/self".to_owned(),
-        }
-    }
-
-    fn of(pid: u32) -> Self {
-        Self {
-            dir: format!("/proc/{pid}"),
-        }
-    }
-
-    /// `(VmRSS, VmHWM)` in KiB.
-    fn memory_kib(&self) -> Option<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("{}/status", self.dir)).ok()?;
-        let field = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        };
-        Some((field("VmRSS:")?, field("VmHWM:")?))
-    }
-
-    /// CPU seconds used, user and system, all threads.
-    fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("{}/stat", self.dir)).ok()?;
-        // utime and stime: the 14th and 15th fields of the whole line.
-        let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
-        let utime: u64 = fields.next()?.parse().ok()?;
-        let stime: u64 = fields.next()?.parse().ok()?;
-        Some((utime + stime) as f64 / USER_HZ)
-    }
-
-    /// Resets VmHWM to the current RSS (Linux ≥ 4.0); false where refused.
-    fn reset_peak(&self) -> bool {
-        std::fs::write(format!("{}/clear_refs", self.dir), "5").is_ok()
-    }
-}
-
-/// The server binary, reading from the fake.
-struct Server {
-    child: Child,
-    stats: ProcStats,
-    url: String,
-}
-
-impl Server {
-    async fn start(data_dir: &Path, loki_url: &str, limit: u32) -> Result<Self, String> {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .env_clear()
-            .env("SERVER_HOST", "127.0.0.1")
-            .env("SERVER_PORT", "0")
-            .env("PROMETHEUS_PORT", "")
-            .env("LOGS_PATH", data_dir)
-            .env("LOG_LEVEL", "warn")
-            .envs(loki_env(loki_url, limit, data_dir))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("starting {BIN}: {e}"))?;
-        let pid = child.id().ok_or("the server exited at once")?;
-        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .map_err(|_| "the server did not say where it listens within 30 s")?
-            .map_err(|e| format!("reading the server's stdout: {e}"))?
-            .ok_or("the server exited before listening")?;
-        let addr = line
-            .strip_prefix("tekton-results-logs listening on ")
-            .ok_or_else(|| format!("unexpected first line {line:?}"))?
-            .to_owned();
-        // Drained so that the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self {
-            child,
-            stats: ProcStats::of(pid),
-            url: format!("http://{addr}"),
-        })
-    }
-
-    async fn stop(mut self) -> Result<(), String> {
-        self.child
-            .kill()
-            .await
-            .map_err(|e| format!("stopping the server: {e}"))
-    }
-}
-
 /// The configuration keys of a connector reading from `loki_url` in pages of
 /// `limit` (no token file: `dir/no-token` does not exist).
 fn loki_env(loki_url: &str, limit: u32, dir: &Path) -> Vec<(String, String)> {
@@ -651,10 +547,6 @@ where
     })
 }
 
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
 fn print_table(rows: &[Row]) {
     println!(
         "{:<9} {:>5} {:>10} {:>11} {:>8} {:>9} {:>6} {:>12} {:>12} {:>10} {:>9}",
@@ -821,7 +713,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     }
     for &limit in &settings.limits {
         let time_limit = phase_time_limit(total, limit);
-        let server = Server::start(dir.path(), &fake.url(), limit).await?;
+        let server = Server::start(dir.path(), &loki_env(&fake.url(), limit, dir.path())).await?;
         let idle = measure(Some(&server), "idle", limit, time_limit, 0, async {
             tokio::time::sleep(Duration::from_secs(1)).await;
             Ok((0, 0))

@@ -9,21 +9,19 @@
 //! a peak RSS above that many MiB a failure. Run without `--bench` (as
 //! `cargo test --benches` does) it is a quick smoke run of a few MiB.
 
+mod common;
+
 use std::future::Future;
-use std::path::Path;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tekton_results_logs::proto::tekton::results::{v1alpha2, v1alpha3};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
-/// Cargo builds the binary for benches and says where it is.
-const BIN: &str = env!("CARGO_BIN_EXE_tekton-results-logs");
+use crate::common::{mib, Server};
 
 const PARENT: &str = "bench";
 const RESULT: &str = "rss";
@@ -45,9 +43,6 @@ const PHASE_BASE_TIMEOUT: Duration = Duration::from_secs(60);
 const PHASE_SECS_PER_MIB: f64 = 0.5;
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-/// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on Linux).
-const USER_HZ: f64 = 100.0;
 
 /// The log text: numbered lines of varied length, produced 64 KiB at a time.
 struct LogGenerator {
@@ -86,86 +81,13 @@ impl LogGenerator {
     }
 }
 
-/// The server process under measurement.
-struct Server {
-    child: Child,
-    pid: u32,
-    url: String,
-}
-
-impl Server {
-    async fn start(data_dir: &Path) -> Result<Self, String> {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .env_clear()
-            .env("SERVER_HOST", "127.0.0.1")
-            .env("SERVER_PORT", "0")
-            .env("PROMETHEUS_PORT", "")
-            .env("LOGS_PATH", data_dir)
-            .env("LOG_LEVEL", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("starting {BIN}: {e}"))?;
-        let pid = child.id().ok_or("the server exited at once")?;
-        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .map_err(|_| "the server did not say where it listens within 30 s")?
-            .map_err(|e| format!("reading the server's stdout: {e}"))?
-            .ok_or("the server exited before listening")?;
-        let addr = line
-            .strip_prefix("tekton-results-logs listening on ")
-            .ok_or_else(|| format!("unexpected first line {line:?}"))?
-            .to_owned();
-        // Drained so that the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self {
-            child,
-            pid,
-            url: format!("http://{addr}"),
-        })
-    }
-
-    async fn channel(&self) -> Result<Channel, String> {
-        Channel::from_shared(self.url.clone())
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| format!("connecting to {}: {e}", self.url))
-    }
-
-    /// `(VmRSS, VmHWM)` in KiB.
-    fn memory_kib(&self) -> Option<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let field = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-        };
-        Some((field("VmRSS:")?, field("VmHWM:")?))
-    }
-
-    /// CPU seconds the server has used, user and system, all threads.
-    fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        // Fields after the parenthesized command name; utime and stime are
-        // the 14th and 15th of the whole line.
-        let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
-        let utime: u64 = fields.next()?.parse().ok()?;
-        let stime: u64 = fields.next()?.parse().ok()?;
-        Some((utime + stime) as f64 / USER_HZ)
-    }
-
-    /// Resets VmHWM to the current RSS, so that it holds the peak of the
-    /// phase that follows. Linux ≥ 4.0; false where refused.
-    fn reset_peak(&self) -> bool {
-        std::fs::write(format!("/proc/{}/clear_refs", self.pid), "5").is_ok()
-    }
+/// A gRPC channel to the server.
+async fn channel(server: &Server) -> Result<Channel, String> {
+    Channel::from_shared(server.url.clone())
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", server.url))
 }
 
 /// One measured phase.
@@ -193,10 +115,10 @@ async fn measure<F>(
 where
     F: Future<Output = Result<u64, String>>,
 {
-    if !server.reset_peak() {
+    if !server.stats.reset_peak() {
         eprintln!("note: could not reset VmHWM; peaks are since the server started");
     }
-    let cpu_before = server.cpu_seconds().ok_or("the server is gone")?;
+    let cpu_before = server.stats.cpu_seconds().ok_or("the server is gone")?;
     let start = Instant::now();
     let mut work = std::pin::pin!(tokio::time::timeout(limit, work));
     let mut ticks = tokio::time::interval(SAMPLE_EVERY);
@@ -205,15 +127,15 @@ where
         tokio::select! {
             outcome = &mut work => break outcome,
             _ = ticks.tick() => {
-                let (rss, _) = server.memory_kib().ok_or("the server is gone")?;
+                let (rss, _) = server.stats.memory_kib().ok_or("the server is gone")?;
                 sampled_kib = sampled_kib.max(rss);
             }
         }
     };
     let seconds = start.elapsed().as_secs_f64();
     let bytes = outcome.map_err(|_| format!("{phase}: no end within {limit:?}"))??;
-    let (final_kib, peak_kib) = server.memory_kib().ok_or("the server is gone")?;
-    let cpu_after = server.cpu_seconds().ok_or("the server is gone")?;
+    let (final_kib, peak_kib) = server.stats.memory_kib().ok_or("the server is gone")?;
+    let cpu_after = server.stats.cpu_seconds().ok_or("the server is gone")?;
     Ok(Row {
         phase,
         bytes,
@@ -242,7 +164,7 @@ async fn upload(server: &Server, total: u64) -> Result<(u64, [u8; 32]), String> 
         }
         let _ = digest_tx.send(<[u8; 32]>::from(hash.finalize()));
     };
-    let mut client = v1alpha2::logs_client::LogsClient::new(server.channel().await?);
+    let mut client = v1alpha2::logs_client::LogsClient::new(channel(server).await?);
     let summary = client
         .update_log(messages)
         .await
@@ -257,7 +179,7 @@ async fn upload(server: &Server, total: u64) -> Result<(u64, [u8; 32]), String> 
 
 /// Reads the log over v1alpha3 GetLog: its length and sha256.
 async fn get_grpc(server: &Server) -> Result<(u64, [u8; 32]), String> {
-    let mut client = v1alpha3::logs_client::LogsClient::new(server.channel().await?);
+    let mut client = v1alpha3::logs_client::LogsClient::new(channel(server).await?);
     let grpc_error = |s: tonic::Status| format!("GetLog: {:?}: {}", s.code(), s.message());
     let mut stream = client
         .get_log(v1alpha3::GetLogRequest { name: log_name() })
@@ -329,10 +251,6 @@ fn max_peak_mib() -> Result<Option<f64>, String> {
     }
 }
 
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
 fn print_table(rows: &[Row]) {
     println!(
         "{:<9} {:>11} {:>8} {:>8} {:>11} {:>13} {:>12} {:>14}",
@@ -367,7 +285,7 @@ fn print_table(rows: &[Row]) {
 
 async fn run(total: u64, max_mib: Option<f64>) -> Result<(), String> {
     let data_dir = tempfile::tempdir().map_err(|e| format!("creating a data directory: {e}"))?;
-    let mut server = Server::start(data_dir.path()).await?;
+    let server = Server::start(data_dir.path(), &[]).await?;
     let limit =
         PHASE_BASE_TIMEOUT + Duration::from_secs_f64(total as f64 / MIB * PHASE_SECS_PER_MIB);
     println!(
@@ -416,11 +334,7 @@ async fn run(total: u64, max_mib: Option<f64>) -> Result<(), String> {
     let peak = rows.iter().map(|r| r.peak_kib.max(r.sampled_kib)).max();
     let peak = mib(peak.unwrap_or(0));
     println!("rss: largest server RSS {peak:.1} MiB; all checks passed");
-    server
-        .child
-        .kill()
-        .await
-        .map_err(|e| format!("stopping the server: {e}"))?;
+    server.stop().await?;
     match max_mib {
         Some(max) if peak > max => Err(format!(
             "peak RSS {peak:.1} MiB is above RSS_BENCH_MAX_MIB={max}"
