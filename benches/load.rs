@@ -16,7 +16,9 @@
 //!    was pushed: its delivery latency is the time it reached a follower
 //!    minus that.
 //!
-//! Prints a table of lines/s, MB/s, time to first byte, push-to-follower
+//! Prints a table of lines/s, MB/s, time to first byte (for `loki direct`:
+//! to the end of the first page, what the server needs before its first
+//! byte), push-to-follower
 //! latency, the server's peak RSS and CPU, errors, and how many tail
 //! websockets the server opened to Loki. Bounded: `--time-limit-s` (default
 //! 300) ends the run with a failure; any error makes it exit non-zero.
@@ -281,7 +283,7 @@ fn write_runs_file(path: &Path, start_ns: i64, completion_ns: Option<i64>) -> Re
 
 /// A plain client fetching run `run`'s pages from the fake: bytes only, the
 /// page boundaries computed from the seeded timestamps. Returns (lines,
-/// bytes, time to first byte in µs).
+/// bytes, time to the whole first page in µs).
 async fn read_direct(
     client: &reqwest::Client,
     fake_url: &str,
@@ -315,9 +317,11 @@ async fn read_direct(
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| format!("reading from the fake: {e}"))?;
-            ttfb.get_or_insert_with(|| started.elapsed().as_micros() as u64);
             bytes += chunk.len() as u64;
         }
+        // A page is usable once it is whole: the server's first byte needs
+        // the whole first page.
+        ttfb.get_or_insert_with(|| started.elapsed().as_micros() as u64);
         lines += page as u64;
         first += page;
     }
@@ -450,6 +454,13 @@ where
     row
 }
 
+/// The part of an NDJSON record a follower checks.
+#[derive(serde::Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    message: std::borrow::Cow<'a, str>,
+}
+
 /// What one follower saw: lines in order, and each line's latency.
 async fn follower(
     client: reqwest::Client,
@@ -480,9 +491,9 @@ async fn follower(
         partial.extend_from_slice(&chunk);
         while let Some(end) = memchr::memchr(b'\n', &partial) {
             let line: Vec<u8> = partial.drain(..=end).collect();
-            let record: serde_json::Value = serde_json::from_slice(&line)
+            let record: Record<'_> = serde_json::from_slice(&line)
                 .map_err(|e| format!("following: a record that is not JSON: {e}"))?;
-            let text = record["message"].as_str().unwrap_or_default();
+            let text = &*record.message;
             if !seen_history {
                 if text != rendered("history") {
                     return Err(format!("following: first record {text:?}"));
@@ -566,8 +577,12 @@ async fn follow_phase(
     );
 
     let started = Instant::now();
+    let me = ProcStats::of_self();
+    let my_cpu = me.cpu_seconds();
     let mut bytes = 0u64;
+    let mut most_tails = fake.active_tails();
     for n in 0..s.follow_lines {
+        most_tails = most_tails.max(fake.active_tails());
         let ts = now_ns();
         let line = viaq(&format!("live {n} {ts}"), FOLLOW_UID);
         bytes += line.len() as u64;
@@ -613,9 +628,15 @@ async fn follow_phase(
         .map(|(after, before)| after - before);
     let tails = fake.requests_to("/loki/api/v1/tail").len() - tails_before;
     println!(
-        "load: the server opened {tails} tail websocket(s) to Loki for {} followers",
+        "load: {} followers: at most {most_tails} tail websocket(s) open to Loki, {tails} opened in all",
         s.followers
     );
+    if let Some((after, before)) = me.cpu_seconds().zip(my_cpu) {
+        println!(
+            "load: follow: the clients and the fake used {:.1} CPU s",
+            after - before
+        );
+    }
     Ok(row)
 }
 

@@ -7,6 +7,10 @@
 //! within the timestamp) stable across queries, so a reader can resume after
 //! any record. A window longer than Loki's `max_query_length` is split.
 //!
+//! The next page is requested as soon as a page is parsed, while that page
+//! goes to the reader: one page ahead at most, so the reader does not wait
+//! for Loki between pages, and a reader that stops holds two pages at most.
+//!
 //! See log-providers reference §1.3 and Loki's `pkg/logcli/query/query.go`.
 
 use std::sync::Arc;
@@ -91,6 +95,46 @@ fn merge(response: QueryResponse) -> Vec<Merged> {
     entries
 }
 
+/// A `query_range` request running ahead of the reader; cancelled when the
+/// reader goes.
+struct Prefetch {
+    start_ns: i64,
+    task: tokio::task::JoinHandle<Result<QueryResponse>>,
+}
+
+impl Prefetch {
+    fn spawn(
+        client: &Arc<LokiClient>,
+        logql: &str,
+        start_ns: i64,
+        end_ns: i64,
+        limit: u32,
+    ) -> Self {
+        let (client, logql) = (client.clone(), logql.to_owned());
+        Self {
+            start_ns,
+            task: tokio::spawn(
+                async move { client.query_range(&logql, start_ns, end_ns, limit).await },
+            ),
+        }
+    }
+
+    async fn answer(mut self) -> Result<QueryResponse> {
+        (&mut self.task).await.map_err(|e| {
+            Error::internal(
+                super::client::PROVIDER,
+                format!("a page request failed: {e}"),
+            )
+        })?
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The pages of the log, in order, each entry once.
 pub fn pages(client: Arc<LokiClient>, query: HistoryQuery) -> impl Stream<Item = Result<Page>> {
     async_stream::try_stream! {
@@ -110,10 +154,14 @@ pub fn pages(client: Arc<LokiClient>, query: HistoryQuery) -> impl Stream<Item =
                 Some(after) => after.ts_ns.max(window_start),
                 None => window_start,
             };
+            let mut ahead: Option<Prefetch> = None;
             loop {
                 let mut limit = query.limit;
                 let entries = loop {
-                    let response = client.query_range(&query.logql, start, window_end, limit).await?;
+                    let response = match ahead.take() {
+                        Some(fetch) if fetch.start_ns == start && limit == query.limit => fetch.answer().await?,
+                        _ => client.query_range(&query.logql, start, window_end, limit).await?,
+                    };
                     let entries = merge(response);
                     let one_timestamp = entries.first().map(|e| e.ts_ns) == entries.last().map(|e| e.ts_ns);
                     if entries.len() >= limit as usize && one_timestamp {
@@ -161,13 +209,17 @@ pub fn pages(client: Arc<LokiClient>, query: HistoryQuery) -> impl Stream<Item =
                         terminated: true,
                     });
                 }
+                if full {
+                    // The next page is fetched while this one is read.
+                    start = cut;
+                    ahead = Some(Prefetch::spawn(&client, &query.logql, start, window_end, query.limit));
+                }
                 if !records.is_empty() {
                     yield Page { records };
                 }
                 if !full {
                     break;
                 }
-                start = cut;
             }
         }
     }
