@@ -403,7 +403,7 @@ async fn read_server(
     Ok((checker.next as u64, checker.bytes, ttfb.unwrap_or(0)))
 }
 
-/// Runs `clients` readers at once, reader `i` reading run `i % runs`, and
+/// Runs `clients` readers at once, reading every run at least once, and
 /// measures them against the server's memory and CPU.
 async fn history_phase<F, Fut>(
     phase: String,
@@ -413,14 +413,28 @@ async fn history_phase<F, Fut>(
     read: F,
 ) -> Row
 where
-    F: Fn(usize) -> Fut,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(u64, u64, u64), String>> + Send + 'static,
 {
     server.stats.reset_peak();
     let cpu = server.stats.cpu_seconds();
     let started = Instant::now();
+    // Every run is read at least once: fewer clients than runs read several
+    // in turn.
+    let reads = clients.max(s.runs);
+    let runs = s.runs;
+    let read = Arc::new(read);
     let tasks: Vec<_> = (0..clients)
-        .map(|i| tokio::spawn(read(i % s.runs)))
+        .map(|client| {
+            let read = read.clone();
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for n in (client..reads).step_by(clients) {
+                    outcomes.push(read(n % runs).await);
+                }
+                outcomes
+            })
+        })
         .collect();
     let mut row = Row {
         phase,
@@ -428,19 +442,18 @@ where
         ..Row::default()
     };
     for task in tasks {
-        match task.await {
-            Ok(Ok((lines, bytes, ttfb))) => {
-                row.lines += lines;
-                row.bytes += bytes;
-                row.ttfb_us.push(ttfb);
-            }
-            Ok(Err(error)) => {
-                eprintln!("load: {}: {error}", row.phase);
-                row.errors += 1;
-            }
-            Err(error) => {
-                eprintln!("load: {}: {error}", row.phase);
-                row.errors += 1;
+        let outcomes = task.await.unwrap_or_else(|e| vec![Err(e.to_string())]);
+        for outcome in outcomes {
+            match outcome {
+                Ok((lines, bytes, ttfb)) => {
+                    row.lines += lines;
+                    row.bytes += bytes;
+                    row.ttfb_us.push(ttfb);
+                }
+                Err(error) => {
+                    eprintln!("load: {}: {error}", row.phase);
+                    row.errors += 1;
+                }
             }
         }
     }

@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::client::LokiClient;
 use super::history::{self, HistoryQuery};
+use super::wire::TailFrame;
 use crate::backend::{Completion, Result};
 use crate::record::{Page, Position};
 use crate::timestamp::now_ns;
@@ -62,7 +63,7 @@ pub struct FollowQuery {
 pub fn pages(client: Arc<LokiClient>, query: FollowQuery) -> impl Stream<Item = Result<Page>> {
     async_stream::try_stream! {
         let mut last = query.after;
-        let settle_ns = i64::try_from(query.settle.as_nanos()).unwrap_or(i64::MAX);
+        let settle_ns = duration_ns(query.settle);
         let mut wake = Wake::new(client.clone(), query.logql.clone(), query.settle);
         let mut completion = query.completion.clone();
         loop {
@@ -113,8 +114,9 @@ pub fn pages(client: Arc<LokiClient>, query: FollowQuery) -> impl Stream<Item = 
     }
 }
 
-/// Waits for a reason to read again: a tail frame (then the settle delay,
-/// so the lines are released), or `POLL_INTERVAL`.
+/// Waits for a reason to read again: a tail frame (then until its oldest
+/// line is as old as the settle delay, so the lines are released), or
+/// `POLL_INTERVAL`.
 struct Wake {
     client: Arc<LokiClient>,
     logql: String,
@@ -159,7 +161,19 @@ impl Wake {
         loop {
             match tokio::time::timeout_at(deadline, socket.next()).await {
                 Err(_) => return,
-                Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) => {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    // Read once the frame's oldest line is settled: no later
+                    // (a clock ahead of ours) than the settle delay from now.
+                    let due = TailFrame::oldest_ns(&text)
+                        .map(|oldest| oldest.saturating_add(duration_ns(self.settle)));
+                    let wait = due.map_or(self.settle, |due| {
+                        let left = u64::try_from(due.saturating_sub(now_ns())).unwrap_or(0);
+                        Duration::from_nanos(left).min(self.settle)
+                    });
+                    tokio::time::sleep(wait).await;
+                    return;
+                }
+                Ok(Some(Ok(Message::Binary(_)))) => {
                     tokio::time::sleep(self.settle).await;
                     return;
                 }
@@ -207,4 +221,8 @@ impl Wake {
             .map_err(|e| e.to_string())?;
         Ok(socket)
     }
+}
+
+fn duration_ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }

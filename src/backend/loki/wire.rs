@@ -93,6 +93,27 @@ impl QueryResponse {
     }
 }
 
+/// A frame of the tail websocket:
+/// `{"streams":[{"stream":{..},"values":[["<ns>","<line>"],..]}],"dropped_entries":..}`.
+#[derive(Debug, Deserialize)]
+pub struct TailFrame {
+    /// New entries, by stream; none in a frame that only reports drops.
+    #[serde(default)]
+    pub streams: Vec<StreamResult>,
+}
+
+impl TailFrame {
+    /// The time of the oldest entry of a frame's text, if it has any.
+    pub fn oldest_ns(text: &str) -> Option<i64> {
+        let frame: TailFrame = serde_json::from_str(text).ok()?;
+        frame
+            .streams
+            .iter()
+            .flat_map(|s| s.values.iter().map(|e| e.ts_ns))
+            .min()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +139,16 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_tail_frame_says_when_its_oldest_entry_is() {
+        let frame = r#"{"streams":[{"stream":{"a":"b"},"values":[["30","x"],["10","y"]]},
+            {"stream":{"a":"c"},"values":[["20","z"]]}]}"#;
+        assert_eq!(TailFrame::oldest_ns(frame), Some(10));
+        let drops = r#"{"dropped_entries":[{"labels":{"a":"b"},"timestamp":"5"}]}"#;
+        assert_eq!(TailFrame::oldest_ns(drops), None);
+        assert_eq!(TailFrame::oldest_ns("not json"), None);
     }
 
     #[test]
