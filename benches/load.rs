@@ -193,6 +193,8 @@ struct Row {
     latency_us: Vec<u64>,
     server_peak_kib: Option<u64>,
     server_cpu: Option<f64>,
+    /// CPU of this process: the fake Loki and the clients.
+    bench_cpu: Option<f64>,
     errors: usize,
 }
 
@@ -210,15 +212,15 @@ fn ms(us: Option<u64>) -> String {
 
 fn print_table(rows: &mut [Row]) {
     println!(
-        "| phase | clients | lines | MB | s | lines/s | MB/s | TTFB p50 ms | TTFB p99 ms | latency p50 ms | latency p99 ms | server peak MiB | server CPU s | errors |"
+        "| phase | clients | lines | MB | s | lines/s | MB/s | TTFB p50 ms | TTFB p99 ms | latency p50 ms | latency p99 ms | server peak MiB | server CPU s | bench CPU s | errors |"
     );
-    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for r in rows.iter_mut() {
         r.ttfb_us.sort_unstable();
         r.latency_us.sort_unstable();
         let mb = r.bytes as f64 / 1e6;
         println!(
-            "| {} | {} | {} | {:.1} | {:.2} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} | {:.2} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.phase,
             r.clients,
             r.lines,
@@ -233,6 +235,8 @@ fn print_table(rows: &mut [Row]) {
             r.server_peak_kib
                 .map_or_else(|| "-".to_owned(), |k| format!("{:.1}", mib(k))),
             r.server_cpu
+                .map_or_else(|| "-".to_owned(), |c| format!("{c:.1}")),
+            r.bench_cpu
                 .map_or_else(|| "-".to_owned(), |c| format!("{c:.1}")),
             r.errors,
         );
@@ -418,6 +422,8 @@ where
 {
     server.stats.reset_peak();
     let cpu = server.stats.cpu_seconds();
+    let me = ProcStats::of_self();
+    let my_cpu = me.cpu_seconds();
     let started = Instant::now();
     // Every run is read at least once: fewer clients than runs read several
     // in turn.
@@ -459,6 +465,10 @@ where
     }
     row.seconds = started.elapsed().as_secs_f64();
     row.server_peak_kib = server.stats.memory_kib().map(|(_, peak)| peak);
+    row.bench_cpu = me
+        .cpu_seconds()
+        .zip(my_cpu)
+        .map(|(after, before)| after - before);
     row.server_cpu = server
         .stats
         .cpu_seconds()
@@ -644,12 +654,10 @@ async fn follow_phase(
         "load: {} followers: at most {most_tails} tail websocket(s) open to Loki, {tails} opened in all",
         s.followers
     );
-    if let Some((after, before)) = me.cpu_seconds().zip(my_cpu) {
-        println!(
-            "load: follow: the clients and the fake used {:.1} CPU s",
-            after - before
-        );
-    }
+    row.bench_cpu = me
+        .cpu_seconds()
+        .zip(my_cpu)
+        .map(|(after, before)| after - before);
     Ok(row)
 }
 
