@@ -1,16 +1,24 @@
 //! Throughput of the encoders: the text chunker (`pipeline::text_chunks`)
 //! cutting pages of records shaped like the local store's (64 KiB pages of
-//! ~100-byte lines) into chunks of upstream's default size and of twice that,
-//! and the NDJSON encoder (`api::encode::ndjson`, a JSON record with its
-//! cursor per line) over the same pages. Throughput is of log text in.
+//! ~100-byte lines) into chunks of upstream's default size and of twice that;
+//! over the same pages, the NDJSON encoder (`api::encode::ndjson`, a JSON
+//! record with its cursor per line), the gRPC encoder (`StreamLog`'s
+//! `RecordBatch` per page, `api::encode::record_batch`, then protobuf bytes
+//! as tonic writes them) and the event stream (`api::http::events`, a
+//! `record` event per line with its cursor as id, rendered by axum's SSE
+//! body). Throughput is of log text in.
 
 use std::time::Duration;
 
+use axum::response::sse::Sse;
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use futures::executor::block_on;
 use futures::StreamExt;
-use tekton_results_logs::api::encode;
+use prost::Message;
+use tekton_results_logs::api::cursor::CursorWriter;
+use tekton_results_logs::api::{encode, http};
 use tekton_results_logs::pipeline::text_chunks;
 use tekton_results_logs::record::{LogRecord, Page, Position};
 use tekton_results_logs::run::LogName;
@@ -122,5 +130,55 @@ fn ndjson(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, chunk, ndjson);
+fn grpc(c: &mut Criterion) {
+    let pages = pages();
+    let bytes = text_len(&pages);
+    let name = LogName::parse("bench/results/encode/logs/grpc").expect("a valid name");
+    let mut group = c.benchmark_group("api::encode");
+    group
+        .throughput(Throughput::Bytes(bytes))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group.bench_function("grpc_record_batch", |b| {
+        b.iter(|| {
+            let cursors = CursorWriter::new(&name);
+            let out: usize = pages
+                .iter()
+                .map(|page| encode::record_batch(page, &cursors).encode_to_vec().len())
+                .sum();
+            assert!(out as u64 > bytes);
+        });
+    });
+    group.finish();
+}
+
+fn sse(c: &mut Criterion) {
+    let pages = pages();
+    let bytes = text_len(&pages);
+    let name = LogName::parse("bench/results/encode/logs/sse").expect("a valid name");
+    let mut group = c.benchmark_group("api::encode");
+    group
+        .throughput(Throughput::Bytes(bytes))
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    group.bench_function("sse_events", |b| {
+        b.iter_batched(
+            || pages.clone(),
+            |pages| {
+                let stream = futures::stream::iter(pages.into_iter().map(Ok)).boxed();
+                let body = Sse::new(http::events(stream, name.clone()))
+                    .into_response()
+                    .into_body();
+                let out = block_on(axum::body::to_bytes(body, usize::MAX)).expect("a body");
+                assert!(out.ends_with(b"data: {\"reason\":\"the log is complete\"}\n\n"));
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, chunk, ndjson, grpc, sse);
 criterion_main!(benches);

@@ -1,7 +1,7 @@
-//! Structured encodings of log records for REST: one JSON object per record,
-//! as NDJSON lines (`application/x-ndjson`) or Server-Sent Events
-//! (`text/event-stream`). Each record carries the cursor that resumes after
-//! it. Both encode a page at a time as the client reads, so what is held
+//! Structured encodings of log records: for REST, one JSON object per
+//! record, as NDJSON lines (`application/x-ndjson`) or Server-Sent Events
+//! (`text/event-stream`); for gRPC `StreamLog`, a `RecordBatch` per page.
+//! Each record carries the cursor that resumes after it. Both encode a page at a time as the client reads, so what is held
 //! for a client is one page, whatever the log's size.
 
 use base64::engine::general_purpose::STANDARD;
@@ -13,7 +13,8 @@ use serde::Serialize;
 use super::cursor::{Cursor, CursorWriter};
 use super::logs::PageStream;
 use super::status::ApiError;
-use crate::record::{LogRecord, OutputStream};
+use crate::proto::tekton::resultslogs::v1;
+use crate::record::{LogRecord, OutputStream, Page};
 use crate::run::LogName;
 use crate::timestamp::format_rfc3339_ns;
 
@@ -103,4 +104,40 @@ pub fn ndjson(pages: PageStream, name: LogName) -> impl Stream<Item = Result<Byt
         }
         Ok(out.freeze())
     })
+}
+
+fn timestamp(ns: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ns.div_euclid(1_000_000_000),
+        nanos: ns.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+/// One record as the gRPC `Record` message.
+pub fn grpc_record(record: &LogRecord, cursors: &CursorWriter) -> v1::Record {
+    v1::Record {
+        time: record.ts_ns.map(timestamp),
+        task: record.task.as_deref().unwrap_or("").to_owned(),
+        task_run: record.task_run.as_deref().unwrap_or("").to_owned(),
+        container: record.container.as_deref().unwrap_or("").to_owned(),
+        stream: match record.stream {
+            OutputStream::Unknown => v1::OutputStream::Unspecified,
+            OutputStream::Stdout => v1::OutputStream::Stdout,
+            OutputStream::Stderr => v1::OutputStream::Stderr,
+        } as i32,
+        message: record.message.clone(),
+        unterminated: !record.terminated,
+        cursor: cursor_of(record, cursors),
+    }
+}
+
+/// A page as the gRPC `RecordBatch` message `StreamLog` sends.
+pub fn record_batch(page: &Page, cursors: &CursorWriter) -> v1::RecordBatch {
+    v1::RecordBatch {
+        records: page
+            .records
+            .iter()
+            .map(|r| grpc_record(r, cursors))
+            .collect(),
+    }
 }

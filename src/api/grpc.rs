@@ -12,13 +12,13 @@ use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::cursor::CursorWriter;
+use super::encode;
 use super::logs::{Logs, ReadOptions, TextStream};
 use super::status::ApiError;
 use crate::backend;
 use crate::proto::google::api::HttpBody;
 use crate::proto::tekton::results::{v1alpha2, v1alpha3};
 use crate::proto::tekton::resultslogs::v1;
-use crate::record::OutputStream;
 use crate::run::LogName;
 
 /// The content type of every log chunk, as upstream sends it.
@@ -225,30 +225,6 @@ fn time_ns(field: &str, time: Option<prost_types::Timestamp>) -> Result<Option<i
     })
 }
 
-fn timestamp(ns: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ns.div_euclid(1_000_000_000),
-        nanos: ns.rem_euclid(1_000_000_000) as i32,
-    }
-}
-
-fn record(record: &crate::record::LogRecord, cursors: &CursorWriter) -> v1::Record {
-    v1::Record {
-        time: record.ts_ns.map(timestamp),
-        task: record.task.as_deref().unwrap_or("").to_owned(),
-        task_run: record.task_run.as_deref().unwrap_or("").to_owned(),
-        container: record.container.as_deref().unwrap_or("").to_owned(),
-        stream: match record.stream {
-            OutputStream::Unknown => v1::OutputStream::Unspecified,
-            OutputStream::Stdout => v1::OutputStream::Stdout,
-            OutputStream::Stderr => v1::OutputStream::Stderr,
-        } as i32,
-        message: record.message.clone(),
-        unterminated: !record.terminated,
-        cursor: super::encode::cursor_of(record, cursors),
-    }
-}
-
 #[tonic::async_trait]
 impl v1::logs_server::Logs for LogsV1 {
     type StreamLogStream = RecordBatchStream;
@@ -270,13 +246,11 @@ impl v1::logs_server::Logs for LogsV1 {
         let pages = self.logs.records(&name, &options).await?;
         let cursors = CursorWriter::new(&name);
         let batches = pages.map(move |page| {
-            page.map(|page| v1::RecordBatch {
-                records: page.records.iter().map(|r| record(r, &cursors)).collect(),
-            })
-            .map_err(|e| {
-                tracing::warn!(error = %e, "record stream ended with an error");
-                Status::from(e)
-            })
+            page.map(|page| encode::record_batch(&page, &cursors))
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "record stream ended with an error");
+                    Status::from(e)
+                })
         });
         Ok(Response::new(batches.boxed()))
     }

@@ -323,7 +323,7 @@ async fn paged(logs: &Logs, name: LogName, params: &ReadParams) -> Result<Respon
 /// The events of a log: `record` events whose ids are cursors, then `end`
 /// when the log (or, following, the run) is complete, or `error` when it
 /// cannot go on.
-fn events(
+pub fn events(
     mut pages: super::logs::PageStream,
     name: LogName,
 ) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {

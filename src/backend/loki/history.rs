@@ -135,6 +135,45 @@ impl Drop for Prefetch {
     }
 }
 
+/// Records of merged entries before `cut` and after `after`, positioned by
+/// rank within their timestamp.
+fn page_records(entries: Vec<Merged>, cut: i64, after: Option<Position>) -> Vec<LogRecord> {
+    let mut records = Vec::with_capacity(entries.len());
+    let mut group: Option<(i64, u64)> = None;
+    for entry in entries.into_iter().take_while(|e| e.ts_ns < cut) {
+        let seq = match group {
+            Some((ts, seq)) if ts == entry.ts_ns => seq + 1,
+            _ => 0,
+        };
+        group = Some((entry.ts_ns, seq));
+        let position = Position {
+            ts_ns: entry.ts_ns,
+            seq,
+        };
+        if after.is_some_and(|after| position <= after) {
+            continue;
+        }
+        records.push(LogRecord {
+            position,
+            ts_ns: Some(entry.ts_ns),
+            task: None,
+            task_run: None,
+            container: entry.container,
+            stream: OutputStream::Unknown,
+            message: Bytes::from(entry.line),
+            terminated: true,
+        });
+    }
+    records
+}
+
+/// A whole answer as records in log order: its streams merged, entries
+/// ordered and positioned as a page of the history is (the merge stage of a
+/// read, public for the stage benches).
+pub fn records_of(response: QueryResponse) -> Vec<LogRecord> {
+    page_records(merge(response), i64::MAX, None)
+}
+
 /// The pages of the log, in order, each entry once.
 pub fn pages(client: Arc<LokiClient>, query: HistoryQuery) -> impl Stream<Item = Result<Page>> {
     async_stream::try_stream! {
@@ -186,29 +225,7 @@ pub fn pages(client: Arc<LokiClient>, query: HistoryQuery) -> impl Stream<Item =
                     (true, Some(last)) => last.ts_ns,
                     _ => i64::MAX,
                 };
-                let mut records = Vec::with_capacity(entries.len());
-                let mut group: Option<(i64, u64)> = None;
-                for entry in entries.into_iter().take_while(|e| e.ts_ns < cut) {
-                    let seq = match group {
-                        Some((ts, seq)) if ts == entry.ts_ns => seq + 1,
-                        _ => 0,
-                    };
-                    group = Some((entry.ts_ns, seq));
-                    let position = Position { ts_ns: entry.ts_ns, seq };
-                    if query.after.is_some_and(|after| position <= after) {
-                        continue;
-                    }
-                    records.push(LogRecord {
-                        position,
-                        ts_ns: Some(entry.ts_ns),
-                        task: None,
-                        task_run: None,
-                        container: entry.container,
-                        stream: OutputStream::Unknown,
-                        message: Bytes::from(entry.line),
-                        terminated: true,
-                    });
-                }
+                let records = page_records(entries, cut, query.after);
                 if full {
                     // The next page is fetched while this one is read.
                     start = cut;
