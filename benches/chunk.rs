@@ -171,8 +171,15 @@ fn sse(c: &mut Criterion) {
                 let body = Sse::new(http::events(stream, name.clone()))
                     .into_response()
                     .into_body();
-                let out = block_on(axum::body::to_bytes(body, usize::MAX)).expect("a body");
-                assert!(out.ends_with(b"data: {\"reason\":\"the log is complete\"}\n\n"));
+                // Frames as they would go to the socket, not gathered.
+                let (frames, last) = block_on(
+                    body.into_data_stream()
+                        .fold((0usize, Bytes::new()), |(n, _), frame| async move {
+                            (n + 1, frame.expect("a frame"))
+                        }),
+                );
+                assert!(frames > 1);
+                assert!(last.ends_with(b"data: {\"reason\":\"the log is complete\"}\n\n"));
             },
             BatchSize::LargeInput,
         );
