@@ -126,7 +126,6 @@ impl Fanout {
 struct Hub {
     shared: Arc<Shared>,
     task: tokio::task::AbortHandle,
-    provider: &'static str,
 }
 
 /// What a hub's task and its followers share.
@@ -165,13 +164,9 @@ impl Hub {
             completion,
         });
         let pages = upstream(Completion::watch(watching));
-        let task = tokio::spawn(publish(shared.clone(), pages)).abort_handle();
-        metrics::gauge!(names::UPSTREAM_TAILS, "provider" => provider).increment(1);
-        Arc::new(Self {
-            shared,
-            task,
-            provider,
-        })
+        let open = Open::new(shared.clone(), provider);
+        let task = tokio::spawn(publish(open, pages)).abort_handle();
+        Arc::new(Self { shared, task })
     }
 
     /// A receiver of the pages published from now on, and the position up to
@@ -212,12 +207,42 @@ impl Drop for Hub {
     fn drop(&mut self) {
         // The last follower has gone: close the upstream tail.
         self.task.abort();
+    }
+}
+
+/// Held by a hub's task while its upstream tail is open (the gauge of open
+/// tails). However the task ends, even by a panic, its followers see the
+/// ring close and an outcome, so none waits forever and no new follower
+/// joins it.
+struct Open {
+    shared: Arc<Shared>,
+    provider: &'static str,
+}
+
+impl Open {
+    fn new(shared: Arc<Shared>, provider: &'static str) -> Self {
+        metrics::gauge!(names::UPSTREAM_TAILS, "provider" => provider).increment(1);
+        Self { shared, provider }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
         metrics::gauge!(names::UPSTREAM_TAILS, "provider" => self.provider).decrement(1);
+        let mut state = lock(&self.shared.state);
+        if state.outcome.is_none() {
+            state.outcome = Some(Err(Error::internal(
+                self.provider,
+                "the shared tail of this log stopped unexpectedly",
+            )));
+        }
+        state.ring = None;
     }
 }
 
 /// The hub's task: reads the upstream tail and publishes its pages.
-async fn publish(shared: Arc<Shared>, mut pages: PageStream) {
+async fn publish(open: Open, mut pages: PageStream) {
+    let shared = &open.shared;
     let outcome = loop {
         match pages.next().await {
             Some(Ok(page)) => {
@@ -235,9 +260,8 @@ async fn publish(shared: Arc<Shared>, mut pages: PageStream) {
             None => break Ok(()),
         }
     };
-    let mut state = lock(&shared.state);
-    state.outcome = Some(outcome);
-    state.ring = None;
+    lock(&shared.state).outcome = Some(outcome);
+    // `open` goes now: the ring closes.
 }
 
 /// Counts a follower while it lives.
@@ -468,6 +492,36 @@ mod tests {
         assert_eq!(fanout.hubs(), 0, "the hub went with its last follower");
     }
 
+    #[tokio::test]
+    async fn a_hub_whose_upstream_panics_fails_its_followers_and_is_not_reused() {
+        let fanout = Fanout::new(4);
+        let stored = Arc::new(Mutex::new(vec![record(0)]));
+        let origin = record(0).position;
+        let tail = |upstream: Upstream| Tail {
+            key: "run".to_owned(),
+            origin,
+            upstream,
+            history: history(stored.clone()),
+            provider: "test",
+        };
+        let panics: Upstream =
+            Box::new(|_| futures::stream::once(async { panic!("upstream bug") }).boxed());
+        let pages = fanout.follow(tail(panics), None, Completion::default());
+        let got: Vec<_> = pages.collect().await;
+        assert_eq!(got.len(), 2, "the history, then the error: {got:?}");
+        assert_eq!(got[0].as_ref().unwrap().records, vec![record(0)]);
+        let error = got[1].as_ref().unwrap_err().to_string();
+        assert!(error.contains("stopped unexpectedly"), "{error}");
+        // A new follower gets a new hub, which ends cleanly.
+        let ends: Upstream = Box::new(|_| futures::stream::empty().boxed());
+        let got: Vec<_> = fanout
+            .follow(tail(ends), None, Completion::default())
+            .collect()
+            .await;
+        assert_eq!(got.len(), 1);
+        assert!(got[0].is_ok());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// Whatever the ring size and however the followers stall, every
@@ -483,7 +537,12 @@ mod tests {
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(run(page_sizes, capacity, stalls, resume));
+                .block_on(async {
+                    let run = run(page_sizes, capacity, stalls, resume);
+                    tokio::time::timeout(std::time::Duration::from_secs(60), run)
+                        .await
+                        .expect("a follower hung");
+                });
         }
     }
 }

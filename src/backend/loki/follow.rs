@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -114,7 +114,7 @@ pub fn pages(client: Arc<LokiClient>, query: FollowQuery) -> impl Stream<Item = 
     }
 }
 
-/// Waits for a reason to read again: a tail frame (then until its oldest
+/// Waits for a reason to read again: tail frames (then until their newest
 /// line is as old as the settle delay, so the lines are released), or
 /// `POLL_INTERVAL`.
 struct Wake {
@@ -162,11 +162,28 @@ impl Wake {
             match tokio::time::timeout_at(deadline, socket.next()).await {
                 Err(_) => return,
                 Ok(Some(Ok(Message::Text(text)))) => {
-                    // Read once the frame's oldest line is settled: no later
-                    // (a clock ahead of ours) than the settle delay from now.
-                    let due = TailFrame::oldest_ns(&text)
-                        .map(|oldest| oldest.saturating_add(duration_ns(self.settle)));
-                    let wait = due.map_or(self.settle, |due| {
+                    // Frames that queued meanwhile count as one: one read.
+                    let mut newest = TailFrame::newest_ns(&text);
+                    while let Some(next) = socket.next().now_or_never() {
+                        match next {
+                            Some(Ok(Message::Text(text))) => {
+                                newest = newest.max(TailFrame::newest_ns(&text));
+                            }
+                            Some(Ok(Message::Close(_) | Message::Frame(_)) | Err(_)) | None => {
+                                self.socket = None;
+                                self.failed_at = Some(tokio::time::Instant::now());
+                                break;
+                            }
+                            Some(Ok(_)) => {}
+                        }
+                    }
+                    // Read once the newest line has settled (a read's end is
+                    // exclusive, hence the 1 ns), and no later than the settle
+                    // delay from now (for a clock ahead of ours).
+                    let wait = newest.map_or(self.settle, |newest| {
+                        let due = newest
+                            .saturating_add(duration_ns(self.settle))
+                            .saturating_add(1);
                         let left = u64::try_from(due.saturating_sub(now_ns())).unwrap_or(0);
                         Duration::from_nanos(left).min(self.settle)
                     });
