@@ -101,12 +101,12 @@ pub fn pages(client: Arc<LokiClient>, query: FollowQuery) -> impl Stream<Item = 
                 Some(end) => {
                     let until_end = u64::try_from(end.saturating_sub(released)).unwrap_or(0);
                     tokio::select! {
-                        () = wake.wait() => {}
+                        () = wake.wait(upto) => {}
                         () = tokio::time::sleep(Duration::from_nanos(until_end)) => {}
                     }
                 }
                 None => tokio::select! {
-                    () = wake.wait() => {}
+                    () = wake.wait(upto) => {}
                     () = completion.changed() => {}
                 },
             }
@@ -114,9 +114,11 @@ pub fn pages(client: Arc<LokiClient>, query: FollowQuery) -> impl Stream<Item = 
     }
 }
 
-/// Waits for a reason to read again: tail frames (then until their newest
-/// line is as old as the settle delay, so the lines are released), or
-/// `POLL_INTERVAL`.
+/// Waits for a reason to read again: a line seen in a tail frame that has
+/// become as old as the settle delay (so a read releases it), or
+/// `POLL_INTERVAL`. Frames are remembered until a read has covered their
+/// lines, so a burst is released line by line as it settles, in reads at
+/// most one per eighth of the settle delay (one page for many lines).
 struct Wake {
     client: Arc<LokiClient>,
     logql: String,
@@ -124,7 +126,14 @@ struct Wake {
     socket: Option<Socket>,
     /// When the socket last failed; no new attempt before `POLL_INTERVAL`.
     failed_at: Option<tokio::time::Instant>,
+    /// `(oldest, newest)` line times of the frames seen and not yet read.
+    seen: std::collections::VecDeque<(i64, i64)>,
+    /// When the last wait ended (a read follows each).
+    last_read: Option<tokio::time::Instant>,
 }
+
+/// Frames remembered at most; more are merged into the newest.
+const MAX_SEEN_FRAMES: usize = 1024;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -137,11 +146,46 @@ impl Wake {
             settle,
             socket: None,
             failed_at: None,
+            seen: std::collections::VecDeque::new(),
+            last_read: None,
         }
     }
 
-    async fn wait(&mut self) {
+    /// Waits until the next read is due; `read_end` is the exclusive end of
+    /// the read just made (every line before it has been read).
+    async fn wait(&mut self, read_end: i64) {
+        self.seen.retain(|&(_, newest)| newest >= read_end);
         let deadline = tokio::time::Instant::now() + POLL_INTERVAL;
+        if self.seen.is_empty() && !self.next_frames(deadline).await {
+            return;
+        }
+        // Frames that queued meanwhile are taken now: one read for all.
+        self.take_queued();
+        let oldest = self
+            .seen
+            .iter()
+            .map(|&(oldest, _)| oldest.max(read_end))
+            .min();
+        let settle_ns = duration_ns(self.settle);
+        // A read's end is exclusive, hence the 1 ns; never later than the
+        // settle delay from now (for a clock ahead of ours).
+        let left = oldest.map_or(settle_ns, |oldest| {
+            let due = oldest.saturating_add(settle_ns).saturating_add(1);
+            due.saturating_sub(now_ns()).clamp(0, settle_ns)
+        });
+        let mut wake_at =
+            tokio::time::Instant::now() + Duration::from_nanos(u64::try_from(left).unwrap_or(0));
+        if let Some(last) = self.last_read {
+            wake_at = wake_at.max(last + self.settle / 8);
+        }
+        tokio::time::sleep_until(wake_at).await;
+        self.last_read = Some(tokio::time::Instant::now());
+    }
+
+    /// Waits for the next tail frame, up to `deadline`; false when the wait
+    /// ended without one (then it has waited until `deadline`, or for a
+    /// frame without lines, the settle delay).
+    async fn next_frames(&mut self, deadline: tokio::time::Instant) -> bool {
         if self.socket.is_none() && self.failed_at.is_none_or(|t| t.elapsed() >= POLL_INTERVAL) {
             let connected = tokio::time::timeout_at(deadline, self.connect())
                 .await
@@ -156,70 +200,80 @@ impl Wake {
         }
         let Some(socket) = self.socket.as_mut() else {
             tokio::time::sleep_until(deadline).await;
-            return;
+            return false;
         };
         loop {
-            match tokio::time::timeout_at(deadline, socket.next()).await {
-                Err(_) => return,
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    // Frames that queued meanwhile count as one: one read.
-                    let mut newest = TailFrame::newest_ns(&text);
-                    while let Some(next) = socket.next().now_or_never() {
-                        match next {
-                            Some(Ok(Message::Text(text))) => {
-                                newest = newest.max(TailFrame::newest_ns(&text));
-                            }
-                            Some(Ok(Message::Close(_) | Message::Frame(_)) | Err(_)) | None => {
-                                self.socket = None;
-                                self.failed_at = Some(tokio::time::Instant::now());
-                                break;
-                            }
-                            Some(Ok(_)) => {}
-                        }
+            let message = match tokio::time::timeout_at(deadline, socket.next()).await {
+                Err(_) => return false,
+                Ok(message) => message,
+            };
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    if self.remember(&text) {
+                        return true;
                     }
-                    // Read once the newest line has settled (a read's end is
-                    // exclusive, hence the 1 ns), and no later than the settle
-                    // delay from now (for a clock ahead of ours).
-                    let wait = newest.map_or(self.settle, |newest| {
-                        let due = newest
-                            .saturating_add(duration_ns(self.settle))
-                            .saturating_add(1);
-                        let left = u64::try_from(due.saturating_sub(now_ns())).unwrap_or(0);
-                        Duration::from_nanos(left).min(self.settle)
-                    });
-                    tokio::time::sleep(wait).await;
-                    return;
-                }
-                Ok(Some(Ok(Message::Binary(_)))) => {
+                    // Only dropped entries: a read finds them.
                     tokio::time::sleep(self.settle).await;
-                    return;
+                    return false;
                 }
-                Ok(Some(Ok(Message::Close(frame)))) => {
+                Some(Ok(Message::Binary(_))) => {
+                    tokio::time::sleep(self.settle).await;
+                    return false;
+                }
+                Some(Ok(Message::Close(frame))) => {
                     // Loki ends tails after tail_max_duration (1011), and refuses
                     // extra tails with a close right after the upgrade: wait out
                     // the interval before reading or reconnecting, never spin.
                     tracing::debug!(?frame, "loki closed the tail");
-                    self.socket = None;
-                    self.failed_at = Some(tokio::time::Instant::now());
+                    self.lost();
                     tokio::time::sleep_until(deadline).await;
-                    return;
+                    return false;
                 }
-                Ok(Some(Ok(_))) => continue,
-                Ok(Some(Err(error))) => {
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => {
                     tracing::debug!(%error, "loki tail failed");
-                    self.socket = None;
-                    self.failed_at = Some(tokio::time::Instant::now());
+                    self.lost();
                     tokio::time::sleep_until(deadline).await;
-                    return;
+                    return false;
                 }
-                Ok(None) => {
-                    self.socket = None;
-                    self.failed_at = Some(tokio::time::Instant::now());
+                None => {
+                    self.lost();
                     tokio::time::sleep_until(deadline).await;
-                    return;
+                    return false;
                 }
             }
         }
+    }
+
+    /// Remembers the frames already waiting on the socket.
+    fn take_queued(&mut self) {
+        while let Some(next) = self.socket.as_mut().and_then(|s| s.next().now_or_never()) {
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    self.remember(&text);
+                }
+                Some(Ok(Message::Close(_) | Message::Frame(_)) | Err(_)) | None => self.lost(),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Remembers a frame's line times; false when it has no lines.
+    fn remember(&mut self, text: &str) -> bool {
+        let Some(times) = TailFrame::line_times(text) else {
+            return false;
+        };
+        let full = self.seen.len() >= MAX_SEEN_FRAMES;
+        match self.seen.back_mut() {
+            Some(last) if full => *last = (last.0.min(times.0), last.1.max(times.1)),
+            _ => self.seen.push_back(times),
+        }
+        true
+    }
+
+    fn lost(&mut self) {
+        self.socket = None;
+        self.failed_at = Some(tokio::time::Instant::now());
     }
 
     async fn connect(&self) -> std::result::Result<Socket, String> {

@@ -103,14 +103,17 @@ pub struct TailFrame {
 }
 
 impl TailFrame {
-    /// The time of the newest entry of a frame's text, if it has any.
-    pub fn newest_ns(text: &str) -> Option<i64> {
+    /// The times of the oldest and the newest entry of a frame's text, if
+    /// it has entries.
+    pub fn line_times(text: &str) -> Option<(i64, i64)> {
         let frame: TailFrame = serde_json::from_str(text).ok()?;
-        frame
-            .streams
-            .iter()
-            .flat_map(|s| s.values.iter().map(|e| e.ts_ns))
-            .max()
+        let times = || {
+            frame
+                .streams
+                .iter()
+                .flat_map(|s| s.values.iter().map(|e| e.ts_ns))
+        };
+        Some((times().min()?, times().max()?))
     }
 }
 
@@ -142,13 +145,13 @@ mod tests {
     }
 
     #[test]
-    fn a_tail_frame_says_when_its_newest_entry_is() {
+    fn a_tail_frame_says_when_its_entries_are() {
         let frame = r#"{"streams":[{"stream":{"a":"b"},"values":[["30","x"],["10","y"]]},
             {"stream":{"a":"c"},"values":[["20","z"]]}]}"#;
-        assert_eq!(TailFrame::newest_ns(frame), Some(30));
+        assert_eq!(TailFrame::line_times(frame), Some((10, 30)));
         let drops = r#"{"dropped_entries":[{"labels":{"a":"b"},"timestamp":"5"}]}"#;
-        assert_eq!(TailFrame::newest_ns(drops), None);
-        assert_eq!(TailFrame::newest_ns("not json"), None);
+        assert_eq!(TailFrame::line_times(drops), None);
+        assert_eq!(TailFrame::line_times("not json"), None);
     }
 
     #[test]
