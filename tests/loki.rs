@@ -143,7 +143,20 @@ async fn every_line_is_served_past_the_query_limit_in_order() {
     let loki = FakeLoki::start(FakeLokiConfig::default());
     let lines = sample(5_000, now_ns() - 3600 * SECOND);
     seed(&loki, &lines);
-    let backend = backend(&loki, &[("LOGGING_PLUGIN_QUERY_LIMIT", "1700")]);
+    for plan in ["loki", "connector"] {
+        loki.clear_requests();
+        every_line_with_plan(&loki, &lines, plan).await;
+    }
+}
+
+async fn every_line_with_plan(loki: &FakeLoki, lines: &[(i64, &str, String)], plan: &str) {
+    let backend = backend(
+        loki,
+        &[
+            ("LOGGING_PLUGIN_QUERY_LIMIT", "1700"),
+            ("LOGGING_PLUGIN_QUERY_PLAN", plan),
+        ],
+    );
     let got = records(&*backend, LogQuery::new(log_name())).await.unwrap();
     let expected: Vec<String> = lines.iter().map(|(_, c, m)| rendered(c, m)).collect();
     let got_text: Vec<String> = got
@@ -154,16 +167,26 @@ async fn every_line_is_served_past_the_query_limit_in_order() {
     assert_eq!(got_text, expected);
     assert_eq!(got[0].container.as_deref(), Some("step-prepare"));
 
-    // Every request: forward, the configured page size, upstream's query.
+    // Every request: forward, the configured page size, the plan's query:
+    // upstream's, or a line filter on the UID answered with categorized
+    // labels.
     let requests = loki.requests_to("/loki/api/v1/query_range");
     assert_eq!(requests.len(), 3, "5000 lines in pages of 1700");
-    let upstream_query = format!(
-        r#"{{ log_type="application",kubernetes_namespace_name="{NS}" }}| json container="kubernetes.container_name", message="message", uid="kubernetes.labels.tekton_dev_taskRunUID" |uid="{UID}"| line_format "container-{{{{.container}}}}: message={{{{.message}}}}""#
-    );
+    let query = if plan == "loki" {
+        format!(
+            r#"{{ log_type="application",kubernetes_namespace_name="{NS}" }}| json container="kubernetes.container_name", message="message", uid="kubernetes.labels.tekton_dev_taskRunUID" |uid="{UID}"| line_format "container-{{{{.container}}}}: message={{{{.message}}}}""#
+        )
+    } else {
+        format!(r#"{{ log_type="application",kubernetes_namespace_name="{NS}" }}|= "{UID}""#)
+    };
     for request in &requests {
         assert_eq!(request.param("direction"), Some("forward"));
         assert_eq!(request.param("limit"), Some("1700"));
-        assert_eq!(request.param("query"), Some(upstream_query.as_str()));
+        assert_eq!(request.param("query"), Some(query.as_str()));
+        assert_eq!(
+            request.header("x-loki-response-encoding-flags"),
+            (plan == "connector").then_some("categorize-labels")
+        );
         assert!(
             request.header("authorization").is_none(),
             "no token file, no token"

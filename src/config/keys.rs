@@ -118,6 +118,13 @@ pub const LOGGING_PLUGIN_TIMEOUT: &str = "LOGGING_PLUGIN_TIMEOUT";
 /// known (no run database configured) (ours). Default `43200` (30 days).
 pub const LOGGING_PLUGIN_LOOKBACK_DURATION: &str = "LOGGING_PLUGIN_LOOKBACK_DURATION";
 
+/// Who runs the query's pipeline (ours): `connector` (Loki keeps the lines
+/// containing the run's UID; the connector extracts, filters and formats
+/// them) or `loki` (upstream's query: Loki does it all). Default
+/// `connector`; a line format or field path the connector cannot render
+/// exactly falls back to `loki`.
+pub const LOGGING_PLUGIN_QUERY_PLAN: &str = "LOGGING_PLUGIN_QUERY_PLAN";
+
 /// Milliseconds a followed line waits before it is sent, so that lines a
 /// forwarder ships a little late still come in order (ours). 0 to 60000.
 /// Default `2000`.
@@ -211,6 +218,7 @@ pub const ALL: &[&str] = &[
     LOGGING_PLUGIN_TIMEOUT,
     LOGGING_PLUGIN_LOOKBACK_DURATION,
     LOGGING_PLUGIN_FOLLOW_SETTLE_MS,
+    LOGGING_PLUGIN_QUERY_PLAN,
     DB_HOST,
     DB_PORT,
     DB_NAME,

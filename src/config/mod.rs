@@ -215,6 +215,19 @@ pub struct PluginConfig {
     /// How old a followed line must be before it is sent
     /// (`LOGGING_PLUGIN_FOLLOW_SETTLE_MS`).
     pub follow_settle: Duration,
+    /// Who runs the query's pipeline (`LOGGING_PLUGIN_QUERY_PLAN`).
+    pub query_plan: QueryPlan,
+}
+
+/// Who runs a Loki query's pipeline (`json`, the UID filter,
+/// `line_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryPlan {
+    /// The connector, over the lines Loki keeps with a line filter on the
+    /// UID (the default).
+    Connector,
+    /// Loki: upstream's query.
+    Loki,
 }
 
 impl fmt::Debug for DbConfig {
@@ -461,6 +474,12 @@ impl Config {
                 "2000",
                 values::parse_settle_ms,
             )?,
+            query_plan: field(
+                raw,
+                keys::LOGGING_PLUGIN_QUERY_PLAN,
+                "connector",
+                values::parse_query_plan,
+            )?,
         };
         let db = db_config(raw)?;
         if let (Some(_), Some(file)) = (&db, &logs.runs_file) {
@@ -634,6 +653,13 @@ impl Config {
             (
                 keys::LOGGING_PLUGIN_FOLLOW_SETTLE_MS,
                 format!("{} ms", p.follow_settle.as_millis()),
+            ),
+            (
+                keys::LOGGING_PLUGIN_QUERY_PLAN,
+                match p.query_plan {
+                    QueryPlan::Connector => "connector".to_owned(),
+                    QueryPlan::Loki => "loki".to_owned(),
+                },
             ),
         ]);
         let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0) + 1;

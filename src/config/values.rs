@@ -287,6 +287,14 @@ pub(super) fn parse_settle_ms(v: &str) -> Result<Duration, String> {
     }
 }
 
+pub(super) fn parse_query_plan(v: &str) -> Result<super::QueryPlan, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "connector" => Ok(super::QueryPlan::Connector),
+        "loki" => Ok(super::QueryPlan::Loki),
+        _ => Err("must be connector or loki".to_owned()),
+    }
+}
+
 pub(super) fn parse_query_params(v: &str) -> Result<Vec<(String, String)>, String> {
     let mut params = Vec::new();
     if v.is_empty() {

@@ -195,6 +195,7 @@ impl LokiClient {
         start_ns: i64,
         end_ns: i64,
         limit: u32,
+        categorize: bool,
     ) -> Result<QueryResponse> {
         let url = self.url("/loki/api/v1/query_range");
         let mut params = self.query_params.clone();
@@ -206,7 +207,16 @@ impl LokiClient {
             ("direction".to_owned(), "forward".to_owned()),
         ]);
         let answer = self
-            .send("query_range", || self.http.get(&url).query(&params))
+            .send("query_range", || {
+                let request = self.http.get(&url).query(&params);
+                if categorize {
+                    // Index labels apart from structured metadata, so that
+                    // labels the connector extracts are named as Loki would.
+                    request.header("X-Loki-Response-Encoding-Flags", "categorize-labels")
+                } else {
+                    request
+                }
+            })
             .await?;
         if answer.status != 200 {
             return Err(refusal("query_range", answer.status, &answer.body));

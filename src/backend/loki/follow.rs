@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::client::LokiClient;
 use super::history::{self, HistoryQuery};
+use super::plan::Extraction;
 use super::wire::TailFrame;
 use crate::backend::{Completion, Result};
 use crate::record::{Page, Position};
@@ -57,6 +58,8 @@ pub struct FollowQuery {
     pub after: Option<Position>,
     /// How old a line must be before it is released.
     pub settle: Duration,
+    /// With the connector plan: what to do to the raw lines.
+    pub extract: Option<Arc<Extraction>>,
 }
 
 /// History, then live lines, in order, each once.
@@ -84,6 +87,7 @@ pub fn pages(client: Arc<LokiClient>, query: FollowQuery) -> impl Stream<Item = 
                         end_ns: upto,
                         limit: query.limit,
                         after: last,
+                        extract: query.extract.clone(),
                     },
                 )
                 .boxed();

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::client::LokiClient;
+use super::plan::Extraction;
 use super::wire::QueryResponse;
 use crate::backend::{Error, Result};
 use crate::record::{LogRecord, OutputStream, Page, Position};
@@ -45,6 +46,8 @@ pub struct HistoryQuery {
     pub limit: u32,
     /// Deliver only what comes after this position.
     pub after: Option<Position>,
+    /// With the connector plan: what to do to the raw lines Loki returns.
+    pub extract: Option<Arc<Extraction>>,
 }
 
 /// `[start, end)` cut into windows of at most `MAX_WINDOW_NS`.
@@ -95,6 +98,30 @@ fn merge(response: QueryResponse) -> Vec<Merged> {
     entries
 }
 
+/// How many entries an answer has, and their time span, as Loki sent it.
+struct RawCount {
+    entries: usize,
+    first_ns: Option<i64>,
+    last_ns: Option<i64>,
+}
+
+impl RawCount {
+    fn of(response: &QueryResponse) -> Self {
+        let times = || {
+            response
+                .data
+                .result
+                .iter()
+                .flat_map(|s| s.values.iter().map(|e| e.ts_ns))
+        };
+        Self {
+            entries: response.data.result.iter().map(|s| s.values.len()).sum(),
+            first_ns: times().min(),
+            last_ns: times().max(),
+        }
+    }
+}
+
 /// A `query_range` request running ahead of the reader; cancelled when the
 /// reader goes.
 struct Prefetch {
@@ -103,19 +130,16 @@ struct Prefetch {
 }
 
 impl Prefetch {
-    fn spawn(
-        client: &Arc<LokiClient>,
-        logql: &str,
-        start_ns: i64,
-        end_ns: i64,
-        limit: u32,
-    ) -> Self {
-        let (client, logql) = (client.clone(), logql.to_owned());
+    fn spawn(client: &Arc<LokiClient>, query: &HistoryQuery, start_ns: i64, end_ns: i64) -> Self {
+        let (client, logql) = (client.clone(), query.logql.clone());
+        let (limit, categorize) = (query.limit, query.extract.is_some());
         Self {
             start_ns,
-            task: tokio::spawn(
-                async move { client.query_range(&logql, start_ns, end_ns, limit).await },
-            ),
+            task: tokio::spawn(async move {
+                client
+                    .query_range(&logql, start_ns, end_ns, limit, categorize)
+                    .await
+            }),
         }
     }
 
@@ -199,11 +223,17 @@ pub fn pages(client: Arc<LokiClient>, query: HistoryQuery) -> impl Stream<Item =
                 let entries = loop {
                     let response = match ahead.take() {
                         Some(fetch) if fetch.start_ns == start && limit == query.limit => fetch.answer().await?,
-                        _ => client.query_range(&query.logql, start, window_end, limit).await?,
+                        _ => client.query_range(&query.logql, start, window_end, limit, query.extract.is_some()).await?,
+                    };
+                    // Paging goes by what Loki returned, before the connector
+                    // drops the lines that are not the run's.
+                    let raw = RawCount::of(&response);
+                    let response = match &query.extract {
+                        Some(extract) => extract.apply(response),
+                        None => response,
                     };
                     let entries = merge(response);
-                    let one_timestamp = entries.first().map(|e| e.ts_ns) == entries.last().map(|e| e.ts_ns);
-                    if entries.len() >= limit as usize && one_timestamp {
+                    if raw.entries >= limit as usize && raw.first_ns == raw.last_ns {
                         if limit < MAX_ENTRIES {
                             limit = MAX_ENTRIES;
                             continue;
@@ -213,23 +243,24 @@ pub fn pages(client: Arc<LokiClient>, query: HistoryQuery) -> impl Stream<Item =
                             format!(
                                 "{} or more lines share the timestamp {start}; query_range cannot page past them \
                                  (raise Loki's max_entries_limit_per_query)",
-                                entries.len()
+                                raw.entries
                             ),
                         ))?;
                     }
-                    break entries;
+                    break (entries, raw);
                 };
-                let full = entries.len() >= limit as usize;
+                let (entries, raw) = entries;
+                let full = raw.entries >= limit as usize;
                 // A full page may end inside a timestamp: hold it back.
-                let cut = match (full, entries.last()) {
-                    (true, Some(last)) => last.ts_ns,
+                let cut = match (full, raw.last_ns) {
+                    (true, Some(last)) => last,
                     _ => i64::MAX,
                 };
                 let records = page_records(entries, cut, query.after);
                 if full {
                     // The next page is fetched while this one is read.
                     start = cut;
-                    ahead = Some(Prefetch::spawn(&client, &query.logql, start, window_end, query.limit));
+                    ahead = Some(Prefetch::spawn(&client, &query, start, window_end));
                 }
                 if !records.is_empty() {
                     yield Page { records };

@@ -17,6 +17,7 @@
 pub mod client;
 pub mod follow;
 pub mod history;
+pub mod plan;
 pub mod push;
 pub mod query;
 pub mod wire;
@@ -30,6 +31,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use self::client::{ClientSettings, LokiClient, PROVIDER};
 use self::history::HistoryQuery;
+use self::plan::Extraction;
 use self::push::{Batcher, LineShape, LineSplitter, PushLine};
 use self::query::QueryTemplate;
 use super::fanout::{Fanout, Tail};
@@ -38,7 +40,7 @@ use super::{
     ByteStream, Completion, ContainerQuery, Error, LogBackend, LogQuery, PageStream, RecordFields,
     Result, WriteSummary,
 };
-use crate::config::Config;
+use crate::config::{Config, QueryPlan};
 use crate::record::Position;
 use crate::run::{Run, RunKind};
 use crate::timestamp::now_ns;
@@ -56,6 +58,8 @@ pub struct LokiBackend {
     settle: Duration,
     /// The shared live tails of followed runs.
     fanout: Arc<Fanout>,
+    /// Who runs the query's pipeline.
+    plan: QueryPlan,
 }
 
 impl LokiBackend {
@@ -93,18 +97,38 @@ impl LokiBackend {
         shape.validate().map_err(|reason| Error::InvalidArgument {
             message: format!("the JSON paths of pushed lines conflict: {reason}"),
         })?;
+        let template = QueryTemplate {
+            static_labels: plugin.static_labels.clone(),
+            namespace_key: plugin.namespace_key.clone(),
+            container_key: plugin.container_key.clone(),
+            json_map: plugin.json_map.clone(),
+            line_format: plugin.line_format.clone(),
+            taskrun_uid_key: plugin.taskrun_uid_key.clone(),
+            pipelinerun_uid_key: plugin.pipelinerun_uid_key.clone(),
+        };
+        let plan = match plugin.query_plan {
+            QueryPlan::Loki => QueryPlan::Loki,
+            QueryPlan::Connector => {
+                let refusal = [RunKind::TaskRun, RunKind::PipelineRun]
+                    .into_iter()
+                    .find_map(|kind| template.connector_plan("ns", kind, "uid").err());
+                match refusal {
+                    None => QueryPlan::Connector,
+                    Some(reason) => {
+                        tracing::warn!(
+                            %reason,
+                            "Loki runs the query's pipeline (the upstream query): the connector cannot reproduce it exactly"
+                        );
+                        QueryPlan::Loki
+                    }
+                }
+            }
+        };
         Ok(Self {
             client: Arc::new(client),
             shape,
-            template: QueryTemplate {
-                static_labels: plugin.static_labels.clone(),
-                namespace_key: plugin.namespace_key.clone(),
-                container_key: plugin.container_key.clone(),
-                json_map: plugin.json_map.clone(),
-                line_format: plugin.line_format.clone(),
-                taskrun_uid_key: plugin.taskrun_uid_key.clone(),
-                pipelinerun_uid_key: plugin.pipelinerun_uid_key.clone(),
-            },
+            plan,
+            template,
             limit: plugin.query_limit,
             forwarder_delay: plugin.forwarder_delay,
             lookback: plugin.lookback,
@@ -131,7 +155,27 @@ impl LokiBackend {
 impl LokiBackend {
     /// Follows a run: through the shared tail of its query, unless its range
     /// has already ended (then it is history, read by the follow pager).
-    fn follow(&self, query: LogQuery, logql: String, start_ns: i64, grace_ns: i64) -> PageStream {
+    /// The query for `run`'s lines, and what the connector does to them
+    /// (see `plan.rs`).
+    fn plan_for(&self, run: &Run) -> (String, Option<Arc<Extraction>>) {
+        let (namespace, kind, uid) = (run.log.parent(), run.kind, run.uid.as_str());
+        if self.plan == QueryPlan::Connector {
+            // Checked when the backend was made: the configuration has a plan.
+            if let Ok((logql, extract)) = self.template.connector_plan(namespace, kind, uid) {
+                return (logql, Some(Arc::new(extract)));
+            }
+        }
+        (self.template.for_run(namespace, kind, uid), None)
+    }
+
+    fn follow(
+        &self,
+        query: LogQuery,
+        logql: String,
+        extract: Option<Arc<Extraction>>,
+        start_ns: i64,
+        grace_ns: i64,
+    ) -> PageStream {
         let released = now_ns().saturating_sub(duration_ns(self.settle));
         let end_ns = query
             .completion_ns()
@@ -149,6 +193,7 @@ impl LokiBackend {
                     limit,
                     after: query.after,
                     settle,
+                    extract,
                 },
             )
             .boxed();
@@ -160,7 +205,7 @@ impl LokiBackend {
             seq: u64::MAX,
         };
         let upstream = {
-            let (client, logql) = (self.client.clone(), logql.clone());
+            let (client, logql, extract) = (self.client.clone(), logql.clone(), extract.clone());
             Box::new(move |completion| {
                 follow::pages(
                     client,
@@ -173,6 +218,7 @@ impl LokiBackend {
                         limit,
                         after: Some(origin),
                         settle,
+                        extract,
                     },
                 )
                 .boxed()
@@ -180,6 +226,7 @@ impl LokiBackend {
         };
         let history = {
             let (client, logql) = (self.client.clone(), logql.clone());
+            let extract = extract.clone();
             Arc::new(move |after: Option<Position>, upto: Position| {
                 history::pages(
                     client.clone(),
@@ -189,6 +236,7 @@ impl LokiBackend {
                         end_ns: upto.ts_ns.saturating_add(1),
                         limit,
                         after,
+                        extract: extract.clone(),
                     },
                 )
                 .map_ok(move |mut page| {
@@ -321,15 +369,13 @@ impl LogBackend for LokiBackend {
     fn read(&self, query: LogQuery) -> PageStream {
         let (start_ns, end_ns) = self.range(&query.run);
         let end_ns = query.before.map_or(end_ns, |before| end_ns.min(before));
-        let logql = self
-            .template
-            .for_run(query.run.log.parent(), query.run.kind, &query.run.uid);
+        let (logql, extract) = self.plan_for(&query.run);
         tracing::debug!(log = %query.run.log, %logql, start_ns, end_ns, follow = query.follow, "reading from loki");
         if query.follow {
             let grace_ns = query
                 .follow_grace
                 .map_or_else(|| duration_ns(self.forwarder_delay), duration_ns);
-            return self.follow(query, logql, start_ns, grace_ns);
+            return self.follow(query, logql, extract, start_ns, grace_ns);
         }
         history::pages(
             self.client.clone(),
@@ -339,6 +385,7 @@ impl LogBackend for LokiBackend {
                 end_ns,
                 limit: self.limit,
                 after: query.after,
+                extract,
             },
         )
         .boxed()
@@ -447,6 +494,7 @@ impl LogBackend for LokiBackend {
                 end_ns,
                 limit: self.limit,
                 after: None,
+                extract: None,
             },
         )
         .boxed()

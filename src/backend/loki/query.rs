@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use super::plan::Extraction;
 use crate::run::RunKind;
 
 /// The label the run UID is extracted into.
@@ -36,10 +37,26 @@ pub struct QueryTemplate {
 }
 
 impl QueryTemplate {
-    /// The query for the lines of the run `uid` of `kind` in `namespace`.
+    /// The query for the lines of the run `uid` of `kind` in `namespace`,
+    /// with Loki doing the whole pipeline (upstream's query).
     pub fn for_run(&self, namespace: &str, kind: RunKind, uid: &str) -> String {
         let selector = self.selector(namespace);
+        let (fields, template) = self.pipeline(kind);
+        let extract = fields
+            .iter()
+            .map(|(name, path)| format!("{name}={}", logql_string(path)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "{selector}| json {extract} |{UID_LABEL}={}| line_format {}",
+            logql_string(uid),
+            logql_string(template)
+        )
+    }
 
+    /// The fields the pipeline extracts (label, path; in the order its
+    /// `json` stage lists them) and its `line_format` template.
+    fn pipeline(&self, kind: RunKind) -> (Vec<(String, String)>, &str) {
         let uid_key = match kind {
             RunKind::TaskRun => &self.taskrun_uid_key,
             RunKind::PipelineRun => &self.pipelinerun_uid_key,
@@ -53,22 +70,31 @@ impl QueryTemplate {
         for (name, path) in &self.json_map {
             fields.insert(name, path);
         }
-        let extract = fields
-            .iter()
-            .map(|(name, path)| format!("{name}={}", logql_string(path)))
-            .collect::<Vec<_>>()
-            .join(", ");
-
         let template = match (&self.line_format, &self.container_key) {
             (Some(format), _) => format.as_str(),
             (None, Some(_)) => "container-{{.container}}: message={{.message}}",
             (None, None) => "{{.message}}",
         };
-        format!(
-            "{selector}| json {extract} |{UID_LABEL}={}| line_format {}",
-            logql_string(uid),
-            logql_string(template)
-        )
+        let fields = fields
+            .into_iter()
+            .map(|(name, path)| (name.to_owned(), path.to_owned()))
+            .collect();
+        (fields, template)
+    }
+
+    /// The connector plan for the run (see `plan.rs`): a query that keeps the
+    /// lines containing the UID, and what the connector does to them. `Err`
+    /// says why this configuration needs the Loki plan.
+    pub fn connector_plan(
+        &self,
+        namespace: &str,
+        kind: RunKind,
+        uid: &str,
+    ) -> Result<(String, Extraction), String> {
+        let (fields, template) = self.pipeline(kind);
+        let extraction = Extraction::new(&fields, UID_LABEL, uid, template)?;
+        let logql = format!("{}|= {}", self.selector(namespace), logql_string(uid));
+        Ok((logql, extraction))
     }
 }
 

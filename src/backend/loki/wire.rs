@@ -1,7 +1,10 @@
 //! Loki's `query_range` answer (<https://grafana.com/docs/loki/latest/reference/loki-http-api/>):
 //! `{"status":"success","data":{"resultType":"streams","result":[{"stream":{..},"values":[["<ns>","<line>"(,{..})?],..]}]}}`.
-//! Timestamps are strings of nanoseconds; a value may carry a third element
-//! (categorize-labels metadata), which is ignored.
+//! Timestamps are strings of nanoseconds. With the `categorize-labels`
+//! encoding flag, `stream` holds only the index labels and a value may carry
+//! a third element, `{"structuredMetadata":{..},"parsed":{..}}`, whose
+//! structured metadata is kept (the parsed labels are not: the connector
+//! asks for them only when it extracts them itself).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,6 +47,16 @@ pub struct Entry {
     pub ts_ns: i64,
     /// The line, as the query's pipeline rendered it.
     pub line: String,
+    /// The entry's structured metadata, from a categorized answer (empty
+    /// otherwise).
+    pub metadata: Vec<(String, String)>,
+}
+
+/// The third element of a categorized value.
+#[derive(Deserialize)]
+struct EntryLabels {
+    #[serde(default, rename = "structuredMetadata")]
+    structured_metadata: BTreeMap<String, String>,
 }
 
 impl<'de> Deserialize<'de> for Entry {
@@ -67,8 +80,16 @@ impl<'de> Deserialize<'de> for Entry {
                 let line: String = seq
                     .next_element()?
                     .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let metadata = seq
+                    .next_element::<EntryLabels>()?
+                    .map(|labels| labels.structured_metadata.into_iter().collect())
+                    .unwrap_or_default();
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Entry { ts_ns, line })
+                Ok(Entry {
+                    ts_ns,
+                    line,
+                    metadata,
+                })
             }
         }
 
@@ -134,11 +155,13 @@ mod tests {
             vec![
                 Entry {
                     ts_ns: 1_795_601_400_000_000_000,
-                    line: "one".into()
+                    line: "one".into(),
+                    metadata: Vec::new(),
                 },
                 Entry {
                     ts_ns: 1_795_601_400_000_000_001,
-                    line: "two".into()
+                    line: "two".into(),
+                    metadata: vec![("a".into(), "b".into())],
                 },
             ]
         );
