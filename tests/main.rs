@@ -30,6 +30,8 @@ mod grpc_v1;
 mod large_log;
 /// The Loki connector against the fake Loki, and the server on top of it.
 mod loki;
+/// The Loki plan and the connector plan read the same log.
+mod loki_plan;
 /// The Prometheus endpoint.
 mod metrics;
 /// gRPC reflection, health, /healthz.

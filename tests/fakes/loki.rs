@@ -1831,12 +1831,16 @@ fn select_entries(
         Direction::Forward => refs.sort_by_key(|r| r.0),
         Direction::Backward => refs.sort_by_key(|r| Reverse(r.0)),
     }
-    // Only `drop`/`keep` can merge two streams into one result stream (and so make duplicates).
+    // Stored entries of a stream differ (exact duplicates collapse at push), so duplicates come
+    // only from stages that merge result streams (`drop`/`keep`) or rewrite lines
+    // (`line_format`, `decolorize`): then every candidate is needed before the `limit` cut.
     let can_stop = interval == 0
-        && !q
-            .stages
-            .iter()
-            .any(|s| matches!(s, Stage::Drop(_) | Stage::Keep(_)));
+        && !q.stages.iter().any(|s| {
+            matches!(
+                s,
+                Stage::Drop(_) | Stage::Keep(_) | Stage::LineFormat(_) | Stage::Decolorize
+            )
+        });
     let mut cands = Vec::new();
     let mut i = 0;
     while i < refs.len() {

@@ -19,8 +19,10 @@
 //!    text, `{{.label}}` (empty when the label is missing), `{{__line__}}`,
 //!    comments and `{{-` / `-}}` trimming;
 //! 4. each line's labels (index labels, then structured metadata, then the
-//!    extracted fields) become its stream, so the order and positions of
-//!    equal-time lines are those of the Loki plan.
+//!    extracted fields; empty ones left out, as Loki leaves them out of its
+//!    answer) become its stream, so the order and positions of equal-time
+//!    lines are those of the Loki plan; within a stream, an entry whose
+//!    time and text repeat an earlier one is dropped, as Loki drops it.
 //!
 //! A template or a field path outside what the connector renders exactly
 //! makes the backend use the Loki plan, and say so once in the service log.
@@ -203,11 +205,21 @@ impl Extraction {
         for stream in response.data.result {
             for entry in stream.values {
                 if let Some((labels, line)) = self.line(&stream.stream, &entry) {
-                    streams.entry(labels).or_default().push(Entry {
-                        ts_ns: entry.ts_ns,
-                        line,
-                        metadata: Vec::new(),
-                    });
+                    let values = streams.entry(labels).or_default();
+                    // Loki answers an entry once per stream, however many
+                    // times the same time and text come.
+                    let repeated = values
+                        .iter()
+                        .rev()
+                        .take_while(|e| e.ts_ns == entry.ts_ns)
+                        .any(|e| e.line == line);
+                    if !repeated {
+                        values.push(Entry {
+                            ts_ns: entry.ts_ns,
+                            line,
+                            metadata: Vec::new(),
+                        });
+                    }
                 }
             }
         }
@@ -265,6 +277,8 @@ impl Extraction {
             return None;
         }
         let line = render(&self.template, raw, &labels);
+        // An empty label is no label in Loki's answer.
+        labels.retain(|_, value| !value.is_empty());
         Some((labels, line))
     }
 }
@@ -385,5 +399,128 @@ impl<'de> Visitor<'de> for Seek<'_, '_> {
 
     fn visit_unit<E>(self) -> Result<(), E> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn templates_render_as_go_templates_do_in_the_subset() {
+        let l = labels(&[("container", "step-a"), ("message", "hi")]);
+        let cases = [
+            (
+                "container-{{.container}}: message={{.message}}",
+                "container-step-a: message=hi",
+            ),
+            ("[{{ .container }}] {{.message}}", "[step-a] hi"),
+            ("  {{- .container }}:\t{{ .message -}}  ", "step-a:\thi"),
+            ("{{.missing}}|{{.message}}", "|hi"),
+            ("{{/* note */}}{{ __line__ }}", "RAW"),
+            ("no actions", "no actions"),
+            ("a {{- /* c */ -}} b", "ab"),
+        ];
+        for (template, want) in cases {
+            let parts = parse_template(template).unwrap();
+            assert_eq!(render(&parts, "RAW", &l), want, "{template:?}");
+        }
+    }
+
+    #[test]
+    fn templates_outside_the_subset_are_refused_by_name() {
+        for template in [
+            "{{ printf \"%s\" .message }}",
+            "{{ .message | upper }}",
+            "{{if .message}}x{{end}}",
+            "{{.kubernetes.pod}}",
+            "{{ .message ",
+        ] {
+            assert!(parse_template(template).is_err(), "{template:?}");
+        }
+        assert_eq!(
+            parse_template("{{ .message | upper }}").unwrap_err(),
+            "{{.message | upper}}"
+        );
+    }
+
+    fn extraction() -> Extraction {
+        let fields = [
+            (
+                "container".to_owned(),
+                "kubernetes.container_name".to_owned(),
+            ),
+            ("message".to_owned(), "message".to_owned()),
+            ("uid".to_owned(), "kubernetes.labels.uid".to_owned()),
+        ];
+        Extraction::new(&fields, "uid", "U", "{{.container}} {{.message}}").unwrap()
+    }
+
+    fn one(line: &str, index: &[(&str, &str)]) -> Option<(BTreeMap<String, String>, String)> {
+        let entry = Entry {
+            ts_ns: 1,
+            line: line.to_owned(),
+            metadata: vec![("detected_level".to_owned(), "info".to_owned())],
+        };
+        extraction().line(&labels(index), &entry)
+    }
+
+    #[test]
+    fn fields_are_read_as_loki_reads_them() {
+        let k8s = r#""kubernetes":{"container_name":"c","labels":{"uid":"U"}}"#;
+        let (l, text) = one(&format!(r#"{{{k8s},"message":"say \"hi\" \u00e9"}}"#), &[]).unwrap();
+        assert_eq!(text, "c say \"hi\" é");
+        assert_eq!(l["detected_level"], "info");
+        for (value, rendered) in [
+            ("42.50", "42.50"),
+            ("true", "true"),
+            ("null", ""),
+            (r#"{"a": [1, 2]}"#, r#"{"a": [1, 2]}"#),
+        ] {
+            let (_, text) = one(&format!(r#"{{{k8s},"message":{value}}}"#), &[]).unwrap();
+            assert_eq!(text, format!("c {rendered}"), "{value}");
+        }
+        // The last of duplicate keys; trailing text after the object ignored.
+        let (_, text) = one(
+            &format!(r#"{{"message":"a",{k8s},"message":"b"}} tail"#),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(text, "c b");
+        // An index label of the same name: the field is `container_extracted`
+        // and the template reads the index label.
+        let (l, text) = one(
+            &format!(r#"{{{k8s},"message":"m"}}"#),
+            &[("container", "idx")],
+        )
+        .unwrap();
+        assert_eq!(text, "idx m");
+        assert_eq!(l["container_extracted"], "c");
+        // Missing fields render empty and are not labels.
+        let (l, text) = one(r#"{"kubernetes":{"labels":{"uid":"U"}}}"#, &[]).unwrap();
+        assert_eq!(text, " ");
+        assert!(!l.contains_key("message") && !l.contains_key("container"));
+    }
+
+    #[test]
+    fn lines_not_of_the_run_are_dropped() {
+        for line in [
+            "",
+            "plain text U",
+            r#"{"message":"U","kubernetes":{"labels":{"uid":"V"}}}"#,
+            r#"{"kubernetes":{"labels":{"uid":"U"}}"#,
+            r#"{"kubernetes":{"labels":"U"}}"#,
+            r#"["U"]"#,
+            r#""U""#,
+        ] {
+            assert!(one(line, &[]).is_none(), "{line:?}");
+        }
     }
 }
