@@ -236,8 +236,11 @@ fn backend(
     Arc::new(LokiBackend::from_config(&config).unwrap())
 }
 
+/// A record as comparable values: position, time, container, text.
+type Shape = (i64, u64, Option<i64>, Option<String>, Vec<u8>);
+
 /// What a read gives, as comparable values.
-fn shape(records: &[LogRecord]) -> Vec<(i64, u64, Option<i64>, Option<String>, Vec<u8>)> {
+fn shape(records: &[LogRecord]) -> Vec<Shape> {
     records
         .iter()
         .map(|r| {
