@@ -72,7 +72,8 @@ struct Merged {
 }
 
 /// All entries of a response, merged across result streams and sorted by
-/// (timestamp, stream labels, line).
+/// (timestamp, stream labels, line), each once (Loki answers an entry once
+/// per stream; the connector plan may produce one twice).
 fn merge(response: QueryResponse) -> Vec<Merged> {
     let mut entries = Vec::new();
     for stream in response.data.result {
@@ -95,6 +96,7 @@ fn merge(response: QueryResponse) -> Vec<Merged> {
     }
     entries
         .sort_unstable_by(|a, b| (a.ts_ns, &a.labels, &a.line).cmp(&(b.ts_ns, &b.labels, &b.line)));
+    entries.dedup_by(|a, b| a.ts_ns == b.ts_ns && a.labels == b.labels && a.line == b.line);
     entries
 }
 

@@ -21,14 +21,14 @@
 //! 4. each line's labels (index labels, then structured metadata, then the
 //!    extracted fields; empty ones left out, as Loki leaves them out of its
 //!    answer) become its stream, so the order and positions of equal-time
-//!    lines are those of the Loki plan; within a stream, an entry whose
-//!    time and text repeat an earlier one is dropped, as Loki drops it.
+//!    lines are those of the Loki plan; an entry whose time, labels and text
+//!    repeat an earlier one's is dropped, as Loki drops it.
 //!
 //! A template or a field path outside what the connector renders exactly
 //! makes the backend use the Loki plan, and say so once in the service log.
 //! `LOGGING_PLUGIN_QUERY_PLAN=loki` forces it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -126,6 +126,16 @@ struct Node {
 }
 
 impl Node {
+    /// Forgets the values of the fields at and below this node.
+    fn clear(&self, values: &mut [Option<String>]) {
+        for &field in &self.fields {
+            values[field] = None;
+        }
+        for (_, child) in &self.children {
+            child.clear(values);
+        }
+    }
+
     fn insert(&mut self, path: &[String], field: usize) {
         match path.split_first() {
             None => self.fields.push(field),
@@ -200,26 +210,23 @@ impl Extraction {
 
     /// The lines of a raw answer that belong to the run, rendered and
     /// labelled as the Loki plan would have answered them.
+    /// Each line is a stream of its own here (as it is in Loki's answer,
+    /// whose extracted message differs from line to line); an entry that
+    /// repeats another's time, labels and text is dropped when the page is
+    /// merged (`history::merge`), as Loki drops it.
     pub fn apply(&self, response: QueryResponse) -> QueryResponse {
-        let mut streams: HashMap<BTreeMap<String, String>, Vec<Entry>> = HashMap::new();
+        let mut result = Vec::new();
         for stream in response.data.result {
             for entry in stream.values {
                 if let Some((labels, line)) = self.line(&stream.stream, &entry) {
-                    let values = streams.entry(labels).or_default();
-                    // Loki answers an entry once per stream, however many
-                    // times the same time and text come.
-                    let repeated = values
-                        .iter()
-                        .rev()
-                        .take_while(|e| e.ts_ns == entry.ts_ns)
-                        .any(|e| e.line == line);
-                    if !repeated {
-                        values.push(Entry {
+                    result.push(StreamResult {
+                        stream: labels,
+                        values: vec![Entry {
                             ts_ns: entry.ts_ns,
                             line,
                             metadata: Vec::new(),
-                        });
-                    }
+                        }],
+                    });
                 }
             }
         }
@@ -227,10 +234,7 @@ impl Extraction {
             status: response.status,
             data: super::wire::QueryData {
                 result_type: response.data.result_type,
-                result: streams
-                    .into_iter()
-                    .map(|(stream, values)| StreamResult { stream, values })
-                    .collect(),
+                result,
             },
         }
     }
@@ -287,6 +291,8 @@ impl Extraction {
 fn field_value(raw: &RawValue) -> Option<String> {
     let text = raw.get();
     match text.as_bytes().first()? {
+        // Without escapes the text between the quotes is the value.
+        b'"' if !text.contains('\\') => Some(text[1..text.len() - 1].to_owned()),
         b'"' => serde_json::from_str::<String>(text).ok(),
         b'n' => Some(String::new()),
         _ => Some(text.to_owned()),
@@ -340,18 +346,23 @@ impl<'de> Visitor<'de> for Seek<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let Seek { node, values } = self;
-        // The last of duplicate keys wins, as in Loki: keep the raw values.
-        let mut found: Vec<Option<&'de RawValue>> = vec![None; node.children.len()];
         while let Some(key) = map.next_key_seed(KeyOf(node))? {
-            match key {
-                Some(i) => found[i] = Some(map.next_value::<&'de RawValue>()?),
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+            let Some(i) = key else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            let child = &node.children[i].1;
+            // The last of duplicate keys wins, as in Loki.
+            child.clear(values);
+            if child.fields.is_empty() {
+                // Only keys below: read them in the same pass.
+                map.next_value_seed(Seek {
+                    node: child,
+                    values: &mut *values,
+                })?;
+                continue;
             }
-        }
-        for ((_, child), raw) in node.children.iter().zip(found) {
-            let Some(raw) = raw else { continue };
+            let raw = map.next_value::<&'de RawValue>()?;
             for &field in &child.fields {
                 values[field] = field_value(raw);
             }
