@@ -27,7 +27,8 @@
 //! `cargo bench --bench load -- --followers 10000 --readers 1000` and the
 //! other flags scale it. `--settle-ms` is the server's
 //! `LOGGING_PLUGIN_FOLLOW_SETTLE_MS` (2000, its default), which every followed
-//! line waits out before it is sent. Without `--bench` (as `cargo test
+//! line waits out before it is sent; `--plan connector|loki` is its
+//! `LOGGING_PLUGIN_QUERY_PLAN` (and the query the direct reads send). Without `--bench` (as `cargo test
 //! --benches` runs it) it is a smoke run of a few seconds. See
 //! docs/benchmarks.md.
 
@@ -88,8 +89,14 @@ fn rendered(message: &str) -> String {
     format!("container-{CONTAINER}: message={message}")
 }
 
-/// The connector's default query for `uid`.
-fn logql(uid: &str) -> String {
+/// The query the server sends for `uid` with `plan`: a line filter on the
+/// UID (the connector plan), or upstream's pipeline (the Loki plan).
+fn logql(uid: &str, plan: &str) -> String {
+    if plan == "connector" {
+        return format!(
+            r#"{{ log_type="application",kubernetes_namespace_name="{NS}" }}|= "{uid}""#
+        );
+    }
     format!(
         r#"{{ log_type="application",kubernetes_namespace_name="{NS}" }}| json container="kubernetes.container_name", message="message", uid="kubernetes.labels.tekton_dev_taskRunUID" |uid="{uid}"| line_format "container-{{{{.container}}}}: message={{{{.message}}}}""#
     )
@@ -109,6 +116,7 @@ struct Settings {
     follow_lines: usize,
     push_every: Duration,
     settle_ms: u64,
+    plan: String,
     limit: u32,
     time_limit: Duration,
 }
@@ -124,6 +132,7 @@ impl Settings {
                 follow_lines: 20,
                 push_every: Duration::from_millis(20),
                 settle_ms: 200,
+                plan: "connector".to_owned(),
                 limit: 1700,
                 time_limit: Duration::from_secs(120),
             }
@@ -136,6 +145,7 @@ impl Settings {
                 follow_lines: 200,
                 push_every: Duration::from_millis(50),
                 settle_ms: 2000,
+                plan: "connector".to_owned(),
                 limit: 1700,
                 time_limit: Duration::from_secs(300),
             }
@@ -167,6 +177,8 @@ impl Settings {
                 "--follow-lines" => s.follow_lines = number()? as usize,
                 "--push-every-ms" => s.push_every = Duration::from_millis(number()?),
                 "--settle-ms" => s.settle_ms = number()?,
+                "--plan" if value == "connector" || value == "loki" => s.plan = value.clone(),
+                "--plan" => return Err(format!("--plan={value:?}: connector or loki")),
                 "--limit" => s.limit = number()? as u32,
                 "--time-limit-s" => s.time_limit = Duration::from_secs(number()?),
                 _ => return Err(format!("unknown flag {name} (see benches/load.rs)")),
@@ -297,7 +309,7 @@ async fn read_direct(
 ) -> Result<(u64, u64, u64), String> {
     let started = Instant::now();
     let url = format!("{fake_url}/loki/api/v1/query_range");
-    let query = logql(&run_uid(run));
+    let query = logql(&run_uid(run), &s.plan);
     let (mut lines, mut bytes, mut ttfb) = (0u64, 0u64, None);
     let mut first = 0usize;
     while first < s.lines {
@@ -667,6 +679,7 @@ async fn run(s: Settings) -> Result<(), String> {
     let follow_start = now_ns() - 60_000_000_000;
     let history = viaq("history", FOLLOW_UID);
     fake.push_lines(&LABELS, &[(follow_start + 1, &history)]);
+    println!("load: query plan {}", s.plan);
     println!(
         "load: seeded {} runs of {} lines in {:.1} s",
         s.runs,
@@ -686,6 +699,7 @@ async fn run(s: Settings) -> Result<(), String> {
         ("LOGGING_PLUGIN_QUERY_LIMIT", s.limit.to_string()),
         ("LOGGING_PLUGIN_FORWARDER_DELAY_DURATION", "0".to_owned()),
         ("LOGGING_PLUGIN_FOLLOW_SETTLE_MS", s.settle_ms.to_string()),
+        ("LOGGING_PLUGIN_QUERY_PLAN", s.plan.clone()),
         ("LOGS_RUNS_FILE", runs_file.display().to_string()),
     ]
     .into_iter()
