@@ -1831,16 +1831,15 @@ fn select_entries(
         Direction::Forward => refs.sort_by_key(|r| r.0),
         Direction::Backward => refs.sort_by_key(|r| Reverse(r.0)),
     }
-    // Stored entries of a stream differ (exact duplicates collapse at push), so duplicates come
-    // only from stages that merge result streams (`drop`/`keep`) or rewrite lines
-    // (`line_format`, `decolorize`): then every candidate is needed before the `limit` cut.
+    // Only `drop`/`keep` can merge two streams into one result stream (and so make duplicates).
     let can_stop = interval == 0
-        && !q.stages.iter().any(|s| {
-            matches!(
-                s,
-                Stage::Drop(_) | Stage::Keep(_) | Stage::LineFormat(_) | Stage::Decolorize
-            )
-        });
+        && !q
+            .stages
+            .iter()
+            .any(|s| matches!(s, Stage::Drop(_) | Stage::Keep(_)));
+    // A line format can make two entries of a stream alike: they count once towards `limit`,
+    // as Loki's iterator drops the repeat before the limit.
+    let mut group_seen: HashSet<(String, String)> = HashSet::new();
     let mut cands = Vec::new();
     let mut i = 0;
     while i < refs.len() {
@@ -1848,13 +1847,16 @@ fn select_entries(
         if can_stop && cands.len() >= limit {
             break;
         }
+        group_seen.clear();
         while i < refs.len() && refs[i].0 == ts {
             let (_, s, e) = refs[i];
             res.lines_processed += 1;
             res.bytes_processed += e.line.len();
             res.sm_bytes_processed += e.sm.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
             if let Some(o) = process_entry(q, &s.labels, e, categorize) {
-                cands.push(o);
+                if group_seen.insert((o.full_key.clone(), o.line.clone())) {
+                    cands.push(o);
+                }
             }
             i += 1;
         }
