@@ -41,6 +41,7 @@ const TEMPLATES: &[&str] = &[
     "{{__line__}}",
     "{{/* raw */}}{{ __line__ }}",
     "{{.level}} {{.message}}",
+    "{{.message}}\u{a0} {{- .container -}} \u{3000}x",
 ];
 
 /// A message: text with the characters that test escaping.

@@ -3545,15 +3545,17 @@ fn parse_template(s: &str) -> Result<Vec<TplPart>, TplErr> {
     let mut consumed = 0usize;
     let mut trim_next = false;
     while let Some(open) = rest.find("{{") {
+        // Go trims ASCII spaces, tabs, CRs and LFs only.
+        const GO_SPACE: [char; 4] = [' ', '\t', '\r', '\n'];
         let mut text = &rest[..open];
         if trim_next {
-            text = text.trim_start();
+            text = text.trim_start_matches(GO_SPACE);
         }
         let after = &rest[open + 2..];
         let trim_left =
             after.starts_with("- ") || after.starts_with("-\t") || after.starts_with("-\n");
         if trim_left {
-            text = text.trim_end();
+            text = text.trim_end_matches(GO_SPACE);
         }
         if !text.is_empty() {
             parts.push(TplPart::Text(text.to_string()));
@@ -3587,7 +3589,11 @@ fn parse_template(s: &str) -> Result<Vec<TplPart>, TplErr> {
         consumed += advance;
         rest = &rest[advance..];
     }
-    let text = if trim_next { rest.trim_start() } else { rest };
+    let text = if trim_next {
+        rest.trim_start_matches([' ', '\t', '\r', '\n'])
+    } else {
+        rest
+    };
     if !text.is_empty() {
         parts.push(TplPart::Text(text.to_string()));
     }

@@ -17,7 +17,7 @@
 //!    merely mentions the UID is not part of the log);
 //! 3. `line_format`, for the template subset upstream configurations use:
 //!    text, `{{.label}}` (empty when the label is missing), `{{__line__}}`,
-//!    comments and `{{-` / `-}}` trimming;
+//!    comments and `{{-` / `-}}` trimming (of ASCII white space, as Go);
 //! 4. each line's labels (index labels, then structured metadata, then the
 //!    extracted fields; empty ones left out, as Loki leaves them out of its
 //!    answer) become its stream, so the order and positions of equal-time
@@ -47,6 +47,9 @@ pub enum Part {
     Line,
 }
 
+/// What Go's `text/template` trims next to `{{-` and `-}}`.
+const GO_SPACE: [char; 4] = [' ', '\t', '\r', '\n'];
+
 /// Parses the `line_format` subset the connector renders, as Go's
 /// `text/template` reads it; `Err` names the first action outside it.
 pub fn parse_template(template: &str) -> Result<Vec<Part>, String> {
@@ -56,13 +59,13 @@ pub fn parse_template(template: &str) -> Result<Vec<Part>, String> {
     while let Some(open) = rest.find("{{") {
         let mut text = &rest[..open];
         if trim_next {
-            text = text.trim_start();
+            text = text.trim_start_matches(GO_SPACE);
         }
         let after = &rest[open + 2..];
         let trim_left =
             after.starts_with("- ") || after.starts_with("-\t") || after.starts_with("-\n");
         if trim_left {
-            text = text.trim_end();
+            text = text.trim_end_matches(GO_SPACE);
         }
         if !text.is_empty() {
             parts.push(Part::Text(text.to_owned()));
@@ -92,7 +95,11 @@ pub fn parse_template(template: &str) -> Result<Vec<Part>, String> {
         }
         rest = &after[close + 2..];
     }
-    let text = if trim_next { rest.trim_start() } else { rest };
+    let text = if trim_next {
+        rest.trim_start_matches(GO_SPACE)
+    } else {
+        rest
+    };
     if !text.is_empty() {
         parts.push(Part::Text(text.to_owned()));
     }
@@ -438,6 +445,8 @@ mod tests {
             ("{{/* note */}}{{ __line__ }}", "RAW"),
             ("no actions", "no actions"),
             ("a {{- /* c */ -}} b", "ab"),
+            // Go trims ASCII white space only, not U+00A0 or U+3000.
+            ("a\u{a0} {{- .message -}} \u{3000}b", "a\u{a0}hi\u{3000}b"),
         ];
         for (template, want) in cases {
             let parts = parse_template(template).unwrap();
