@@ -49,6 +49,13 @@
 //!   `__error__="JSONParserErr"` where Loki's lenient reader may still extract the leading keys;
 //!   `__error_details__` is exact only for lines that are not a JSON object. Structured metadata
 //!   named like an index label is not shown as a label (the index label wins).
+//! - `| json name="path"` (with parameters) is modelled on a strict reader, and these points
+//!   were not captured from a real Loki, whose reader (`jsonparser.EachKey`) may differ: the
+//!   last of duplicate keys wins here (Loki's reader may keep the first); string values keep
+//!   U+FFFD (Loki may replace or drop it); an array value is its raw text (Loki may unescape it);
+//!   a line that is not valid JSON gets no fields at all (Loki keeps the fields found before the
+//!   error and adds `__error__`); structured metadata named like an index label is hidden (Loki
+//!   may add it as `<name>_extracted`). The connector's query plan (`plan.rs`) follows this fake.
 //! - `detected_level`: the logfmt branch takes the first level-like key in line order (Loki prefers
 //!   the earliest key of its hint list); otherwise Loki's rules and keyword lists are followed.
 //! - Among entries with the same timestamp in different result streams, the `limit` cut keeps the

@@ -27,6 +27,12 @@
 //! A template or a field path outside what the connector renders exactly
 //! makes the backend use the Loki plan, and say so once in the service log.
 //! `LOGGING_PLUGIN_QUERY_PLAN=loki` forces it.
+//!
+//! The reference is the fake Loki (`tests/fakes/loki.rs`), built from
+//! captures of a real Loki. Some `json` details were not captured and may
+//! differ in a real Loki (its module doc lists them): duplicate keys, U+FFFD
+//! in strings, array values, lines that are not valid JSON after the run's
+//! fields, and structured metadata named like an index label.
 
 use std::collections::BTreeMap;
 use std::fmt;
