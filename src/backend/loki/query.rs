@@ -1,10 +1,13 @@
-//! LogQL for a run's log, built from the `LOGGING_PLUGIN_*` keys. By default
-//! the text is exactly what upstream Tekton Results sends (so existing Vector
-//! and Fluentd set-ups keep working), e.g.
+//! LogQL for a run's log, built from the `LOGGING_PLUGIN_*` keys. The Loki
+//! plan's text is exactly what upstream Tekton Results sends (so existing
+//! Vector and Fluentd set-ups keep working), e.g.
 //!
 //! ```text
 //! { log_type="application",kubernetes_namespace_name="ns" }| json container="kubernetes.container_name", message="message", uid="kubernetes.labels.tekton_dev_taskRunUID" |uid="U"| line_format "container-{{.container}}: message={{.message}}"
 //! ```
+//!
+//! The connector plan (the default, `plan.rs`) sends the selector and a line
+//! filter on the UID, `{ ... }|= "U"`, and does the rest itself.
 //!
 //! Unlike upstream, every value is written as an escaped LogQL string, so no
 //! configuration value or name can change the query's structure.
