@@ -132,7 +132,7 @@ impl Settings {
                 follow_lines: 20,
                 push_every: Duration::from_millis(20),
                 settle_ms: 200,
-                plan: "connector".to_owned(),
+                plan: "loki".to_owned(),
                 limit: 1700,
                 time_limit: Duration::from_secs(120),
             }
@@ -145,7 +145,7 @@ impl Settings {
                 follow_lines: 200,
                 push_every: Duration::from_millis(50),
                 settle_ms: 2000,
-                plan: "connector".to_owned(),
+                plan: "loki".to_owned(),
                 limit: 1700,
                 time_limit: Duration::from_secs(300),
             }

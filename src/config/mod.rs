@@ -224,9 +224,10 @@ pub struct PluginConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryPlan {
     /// The connector, over the lines Loki keeps with a line filter on the
-    /// UID (the default).
+    /// UID.
     Connector,
-    /// Loki: upstream's query.
+    /// Loki: upstream's query (the default until the connector's `json`
+    /// details are confirmed against a real Loki; see `plan.rs`).
     Loki,
 }
 
@@ -477,7 +478,7 @@ impl Config {
             query_plan: field(
                 raw,
                 keys::LOGGING_PLUGIN_QUERY_PLAN,
-                "connector",
+                "loki",
                 values::parse_query_plan,
             )?,
         };

@@ -3,7 +3,7 @@
 //! Upstream's query makes Loki parse every line of the run's streams as JSON
 //! (`| json ...`), filter on the extracted UID and render `line_format`:
 //! on a real Loki that costs about four times a plain line filter. With the
-//! connector plan (the default) Loki only selects the streams and keeps the
+//! connector plan (`LOGGING_PLUGIN_QUERY_PLAN=connector`) Loki only selects the streams and keeps the
 //! lines that contain the UID (`|= "<uid>"`, answered with the index labels
 //! apart from structured metadata); the connector then does what the
 //! pipeline would have done, with the same result, byte for byte:
@@ -26,7 +26,8 @@
 //!
 //! A template or a field path outside what the connector renders exactly
 //! makes the backend use the Loki plan, and say so once in the service log.
-//! `LOGGING_PLUGIN_QUERY_PLAN=loki` forces it.
+//! The Loki plan is the default (`LOGGING_PLUGIN_QUERY_PLAN=loki`) until the
+//! details below are confirmed.
 //!
 //! The reference is the fake Loki (`tests/fakes/loki.rs`), built from
 //! captures of a real Loki. Some `json` details were not captured and may

@@ -6,7 +6,7 @@
 //! { log_type="application",kubernetes_namespace_name="ns" }| json container="kubernetes.container_name", message="message", uid="kubernetes.labels.tekton_dev_taskRunUID" |uid="U"| line_format "container-{{.container}}: message={{.message}}"
 //! ```
 //!
-//! The connector plan (the default, `plan.rs`) sends the selector and a line
+//! The connector plan (`LOGGING_PLUGIN_QUERY_PLAN=connector`, `plan.rs`) sends the selector and a line
 //! filter on the UID, `{ ... }|= "U"`, and does the rest itself.
 //!
 //! Unlike upstream, every value is written as an escaped LogQL string, so no
