@@ -73,15 +73,25 @@ fn text_len(pages: &[Page]) -> u64 {
         .sum()
 }
 
-fn chunk(c: &mut Criterion) {
-    let pages = pages();
-    let bytes = text_len(&pages);
-    let mut group = c.benchmark_group("pipeline::chunk");
+/// A group measuring `bytes` of log text per iteration, 10 samples of 5 s.
+fn group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+    bytes: u64,
+) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .throughput(Throughput::Bytes(bytes))
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
+    group
+}
+
+fn chunk(c: &mut Criterion) {
+    let pages = pages();
+    let bytes = text_len(&pages);
+    let mut group = group(c, "pipeline::chunk", bytes);
     for size in CHUNK_SIZES {
         group.bench_with_input(BenchmarkId::new("text_chunks", size), &size, |b, &size| {
             b.iter_batched(
@@ -107,12 +117,7 @@ fn ndjson(c: &mut Criterion) {
     let pages = pages();
     let bytes = text_len(&pages);
     let name = LogName::parse("bench/results/encode/logs/ndjson").expect("a valid name");
-    let mut group = c.benchmark_group("api::encode");
-    group
-        .throughput(Throughput::Bytes(bytes))
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = group(c, "api::encode", bytes);
     group.bench_function("ndjson", |b| {
         b.iter_batched(
             || pages.clone(),
@@ -134,12 +139,7 @@ fn grpc(c: &mut Criterion) {
     let pages = pages();
     let bytes = text_len(&pages);
     let name = LogName::parse("bench/results/encode/logs/grpc").expect("a valid name");
-    let mut group = c.benchmark_group("api::encode");
-    group
-        .throughput(Throughput::Bytes(bytes))
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = group(c, "api::encode", bytes);
     group.bench_function("grpc_record_batch", |b| {
         b.iter(|| {
             let cursors = CursorWriter::new(&name);
@@ -157,12 +157,7 @@ fn sse(c: &mut Criterion) {
     let pages = pages();
     let bytes = text_len(&pages);
     let name = LogName::parse("bench/results/encode/logs/sse").expect("a valid name");
-    let mut group = c.benchmark_group("api::encode");
-    group
-        .throughput(Throughput::Bytes(bytes))
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = group(c, "api::encode", bytes);
     group.bench_function("sse_events", |b| {
         b.iter_batched(
             || pages.clone(),

@@ -53,12 +53,21 @@ fn answer(entries: usize) -> Vec<u8> {
     body.into_bytes()
 }
 
-fn parse(c: &mut Criterion) {
-    let mut group = c.benchmark_group("backend::loki::wire");
+/// A group of 20 samples of 5 s.
+fn group<'c>(
+    c: &'c mut Criterion,
+    name: &str,
+) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(5))
         .warm_up_time(Duration::from_secs(1));
+    group
+}
+
+fn parse(c: &mut Criterion) {
+    let mut group = group(c, "backend::loki::wire");
     for entries in [1700usize, 5000] {
         let body = answer(entries);
         // The body must parse, with every entry.
@@ -153,11 +162,7 @@ fn extract(c: &mut Criterion) {
         "container-{{.container}}: message={{.message}}",
     )
     .expect("the default line format");
-    let mut group = c.benchmark_group("backend::loki::plan");
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(5))
-        .warm_up_time(Duration::from_secs(1));
+    let mut group = group(c, "backend::loki::plan");
     for entries in [1700usize, 5000] {
         let body = raw_answer(entries);
         // The run's lines come out (nine in ten), rendered.

@@ -89,7 +89,7 @@ fn loki_env(loki: &FakeLoki, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     env
 }
 
-fn backend(loki: &FakeLoki, extra: &[(&str, &str)]) -> Arc<dyn LogBackend> {
+pub(crate) fn backend(loki: &FakeLoki, extra: &[(&str, &str)]) -> Arc<dyn LogBackend> {
     let raw = RawConfig::from_env(loki_env(loki, extra));
     let config = Config::from_raw(&raw).unwrap();
     Arc::new(LokiBackend::from_config(&config).unwrap())

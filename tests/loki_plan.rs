@@ -15,9 +15,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use tekton_results_logs::backend::loki::LokiBackend;
 use tekton_results_logs::backend::{LogBackend, LogQuery};
-use tekton_results_logs::config::{Config, RawConfig};
 use tekton_results_logs::record::LogRecord;
 use tekton_results_logs::run::{LogName, Run};
 use tekton_results_logs::timestamp::now_ns;
@@ -213,28 +211,18 @@ fn backend(
     template: &str,
     level: bool,
 ) -> Arc<dyn LogBackend> {
-    let mut env = vec![
-        ("LOGS_TYPE".to_owned(), "Loki".to_owned()),
-        ("LOGGING_PLUGIN_API_URL".to_owned(), loki.url()),
-        ("LOGGING_PLUGIN_PROXY_PATH".to_owned(), String::new()),
-        (
-            "LOGGING_PLUGIN_TOKEN_PATH".to_owned(),
-            "/nonexistent/token".to_owned(),
-        ),
-        ("LOGGING_PLUGIN_QUERY_LIMIT".to_owned(), limit.to_string()),
-        ("LOGGING_PLUGIN_QUERY_PLAN".to_owned(), plan.to_owned()),
+    let limit = limit.to_string();
+    let mut extra = vec![
+        ("LOGGING_PLUGIN_QUERY_LIMIT", limit.as_str()),
+        ("LOGGING_PLUGIN_QUERY_PLAN", plan),
     ];
     if !template.is_empty() {
-        env.push(("LOGGING_PLUGIN_LINE_FORMAT".to_owned(), template.to_owned()));
+        extra.push(("LOGGING_PLUGIN_LINE_FORMAT", template));
     }
     if level {
-        env.push((
-            "LOGGING_PLUGIN_JSON_MAP".to_owned(),
-            r#"{"level":"level"}"#.to_owned(),
-        ));
+        extra.push(("LOGGING_PLUGIN_JSON_MAP", r#"{"level":"level"}"#));
     }
-    let config = Config::from_raw(&RawConfig::from_env(env)).unwrap();
-    Arc::new(LokiBackend::from_config(&config).unwrap())
+    crate::loki::backend(loki, &extra)
 }
 
 /// A record as comparable values: position, time, container, text.

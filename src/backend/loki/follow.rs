@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::client::LokiClient;
+use super::duration_ns;
 use super::history::{self, HistoryQuery};
 use super::plan::Extraction;
 use super::wire::TailFrame;
@@ -296,8 +297,4 @@ impl Wake {
             .map_err(|e| e.to_string())?;
         Ok(socket)
     }
-}
-
-fn duration_ns(d: Duration) -> i64 {
-    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }

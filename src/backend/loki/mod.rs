@@ -155,6 +155,29 @@ impl LokiBackend {
 impl LokiBackend {
     /// Follows a run: through the shared tail of its query, unless its range
     /// has already ended (then it is history, read by the follow pager).
+    /// The pages of `logql` in `[start_ns, end_ns)` after `after`.
+    fn history(
+        &self,
+        logql: String,
+        start_ns: i64,
+        end_ns: i64,
+        after: Option<Position>,
+        extract: Option<Arc<Extraction>>,
+    ) -> PageStream {
+        history::pages(
+            self.client.clone(),
+            HistoryQuery {
+                logql,
+                start_ns,
+                end_ns,
+                limit: self.limit,
+                after,
+                extract,
+            },
+        )
+        .boxed()
+    }
+
     /// The query for `run`'s lines, and what the connector does to them
     /// (see `plan.rs`).
     fn plan_for(&self, run: &Run) -> (String, Option<Arc<Extraction>>) {
@@ -356,6 +379,7 @@ impl Upload<'_> {
     }
 }
 
+/// `d` in nanoseconds, saturating.
 fn duration_ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
@@ -377,18 +401,7 @@ impl LogBackend for LokiBackend {
                 .map_or_else(|| duration_ns(self.forwarder_delay), duration_ns);
             return self.follow(query, logql, extract, start_ns, grace_ns);
         }
-        history::pages(
-            self.client.clone(),
-            HistoryQuery {
-                logql,
-                start_ns,
-                end_ns,
-                limit: self.limit,
-                after: query.after,
-                extract,
-            },
-        )
-        .boxed()
+        self.history(logql, start_ns, end_ns, query.after, extract)
     }
 
     async fn write(&self, run: &Run, mut data: ByteStream) -> Result<WriteSummary> {
@@ -486,18 +499,7 @@ impl LogBackend for LokiBackend {
             .template
             .for_container(&query.namespace, &query.pod, &query.container);
         tracing::debug!(%logql, start_ns, end_ns, "reading a container's log from loki");
-        history::pages(
-            self.client.clone(),
-            HistoryQuery {
-                logql,
-                start_ns,
-                end_ns,
-                limit: self.limit,
-                after: None,
-                extract: None,
-            },
-        )
-        .boxed()
+        self.history(logql, start_ns, end_ns, None, None)
     }
 
     fn follow_settle(&self) -> Duration {
