@@ -3,6 +3,7 @@
 //! gRPC and REST APIs. See `ARCHITECTURE.md` for the data flow.
 
 pub mod api;
+pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod pipeline;

@@ -225,6 +225,15 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("the {} store is not usable: {e}", backend.provider()))?;
     let resolver = build_resolver(&config)?;
+    let authorizer = tekton_results_logs::auth::build(&config.security.auth)
+        .map_err(|e| format!("invalid configuration: {e}"))?;
+    let tls = config
+        .security
+        .tls
+        .as_ref()
+        .map(api::tls::server_config)
+        .transpose()
+        .map_err(|e| format!("invalid configuration: {e}"))?;
     let address = (config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -249,8 +258,16 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
         address = %local,
         provider = backend.provider(),
         data_dir = %config.logs.path.display(),
+        auth = authorizer.mode(),
+        tls = tls.is_some(),
         "serving gRPC and REST"
     );
+    if !local.ip().is_loopback() && !config.security.auth.is_enabled() {
+        tracing::warn!(
+            address = %local,
+            "auth is off on an address others can reach: anyone who connects may read every log"
+        );
+    }
     // Scripts and tests read the address from this line (port 0 picks one).
     println!("tekton-results-logs listening on {local}");
     if let Some((listener, handle)) = metrics {
@@ -286,15 +303,17 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
         // Requests get 503 until the database answers; the service starts.
         tracing::warn!(%error, "the run database is not usable yet");
     }
-    let router = api::router(backend, resolver, settings).await;
-    api::serve(
-        listener,
-        router,
-        shutdown_signal(),
-        config.server.shutdown_timeout,
-    )
-    .await
-    .map_err(|e| format!("serving: {e}"))
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+    let guard = api::Guard::new(authorizer, config.security.limits, stopping_rx);
+    let router = api::router(backend, resolver, settings, guard).await;
+    let options = api::ServeOptions {
+        tls,
+        header_timeout: config.security.limits.header_timeout,
+        grace: config.server.shutdown_timeout,
+    };
+    api::serve(listener, router, shutdown_signal(), stopping, options)
+        .await
+        .map_err(|e| format!("serving: {e}"))
 }
 
 fn build_resolver(config: &Config) -> Result<std::sync::Arc<dyn run::RunResolver>, String> {

@@ -49,6 +49,13 @@ pub mod names {
     /// Summary: how old a followed line is when a follower takes it from the
     /// shared tail (now minus the line's time, seconds), by `provider`.
     pub const FOLLOWER_LAG: &str = "tekton_results_logs_follower_lag_seconds";
+    /// Gauge: stream slots held (see `LOGS_MAX_STREAMS`).
+    pub const STREAM_SLOTS: &str = "tekton_results_logs_stream_slots";
+    /// Counter: streams refused because a stream limit was reached.
+    pub const STREAMS_REFUSED: &str = "tekton_results_logs_streams_refused_total";
+    /// Counter: requests refused by auth, by `outcome` (`unauthenticated`,
+    /// `denied`, `unavailable`).
+    pub const AUTH_REFUSED: &str = "tekton_results_logs_auth_refused_total";
 }
 
 /// Installs the global metrics recorder; the handle renders the metrics in
@@ -89,5 +96,11 @@ pub fn install_metrics() -> Result<metrics_exporter_prometheus::PrometheusHandle
         metrics::Unit::Seconds,
         "Age of a followed line when a follower takes it from the shared tail."
     );
+    metrics::describe_gauge!(names::STREAM_SLOTS, "Stream slots held (LOGS_MAX_STREAMS).");
+    metrics::describe_counter!(
+        names::STREAMS_REFUSED,
+        "Streams refused because a stream limit was reached."
+    );
+    metrics::describe_counter!(names::AUTH_REFUSED, "Requests refused by auth, by outcome.");
     Ok(handle)
 }

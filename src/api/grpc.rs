@@ -14,7 +14,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::cursor::CursorWriter;
 use super::encode;
 use super::logs::{Logs, ReadOptions, TextStream};
-use super::status::ApiError;
+use super::status::{ApiError, ErrorCode};
+use crate::auth::Credentials;
 use crate::backend;
 use crate::proto::google::api::HttpBody;
 use crate::proto::tekton::results::{v1alpha2, v1alpha3};
@@ -43,10 +44,29 @@ fn http_bodies(text: TextStream) -> HttpBodyStream {
     .boxed()
 }
 
-async fn get_log(logs: &Logs, name: &str) -> Result<Response<HttpBodyStream>, Status> {
+/// The credentials of a call: its `authorization` metadata and the peer
+/// the server loop noted.
+fn credentials<T>(request: &Request<T>) -> Credentials {
+    let value = request
+        .metadata()
+        .get("authorization")
+        .map(|v| v.as_encoded_bytes());
+    let peer = request
+        .extensions()
+        .get::<super::Peer>()
+        .map(|peer| peer.0.ip());
+    Credentials::from_authorization(value, peer)
+}
+
+async fn get_log<T>(
+    logs: &Logs,
+    request: &Request<T>,
+    name: &str,
+) -> Result<Response<HttpBodyStream>, Status> {
+    let credentials = credentials(request);
     let name = LogName::parse(name).map_err(ApiError::from)?;
     Ok(Response::new(http_bodies(
-        logs.text(name, false, false).await?,
+        logs.text(&credentials, name, false, false).await?,
     )))
 }
 
@@ -71,7 +91,7 @@ impl v1alpha3::logs_server::Logs for LogsV1alpha3 {
         &self,
         request: Request<v1alpha3::GetLogRequest>,
     ) -> Result<Response<Self::GetLogStream>, Status> {
-        get_log(&self.logs, &request.get_ref().name).await
+        get_log(&self.logs, &request, &request.get_ref().name).await
     }
 }
 
@@ -96,7 +116,7 @@ impl v1alpha2::logs_server::Logs for LogsV1alpha2 {
         &self,
         request: Request<v1alpha2::GetLogRequest>,
     ) -> Result<Response<Self::GetLogStream>, Status> {
-        get_log(&self.logs, &request.get_ref().name).await
+        get_log(&self.logs, &request, &request.get_ref().name).await
     }
 
     async fn update_log(
@@ -104,13 +124,21 @@ impl v1alpha2::logs_server::Logs for LogsV1alpha2 {
         request: Request<Streaming<v1alpha2::Log>>,
     ) -> Result<Response<v1alpha2::LogSummary>, Status> {
         let idle = self.logs.settings().upload_idle_timeout;
+        let credentials = credentials(&request);
         let mut messages = request.into_inner();
         let first = next_message(&mut messages, idle).await?.ok_or_else(|| {
             ApiError::invalid("UpdateLog received no message; the first one must name the log")
         })?;
         let name = LogName::parse(&first.name).map_err(ApiError::from)?;
+        let _slot = self.logs.admit_upload(&credentials, &name).await?;
         let broken = Arc::new(Mutex::new(None));
-        let data = upload_bytes(name.clone(), first.data, messages, idle, broken.clone());
+        let upload = Upload {
+            name: name.clone(),
+            idle,
+            max_bytes: self.logs.guard().limits().max_upload_bytes,
+            broken: broken.clone(),
+        };
+        let data = upload_bytes(upload, first.data, messages);
         let summary = match self.logs.store(&name, data).await {
             Ok(summary) => summary,
             Err(e) => {
@@ -133,8 +161,9 @@ impl v1alpha2::logs_server::Logs for LogsV1alpha2 {
         &self,
         request: Request<v1alpha2::DeleteLogRequest>,
     ) -> Result<Response<()>, Status> {
+        let credentials = credentials(&request);
         let name = LogName::parse(&request.get_ref().name).map_err(ApiError::from)?;
-        self.logs.delete(&name).await?;
+        self.logs.delete(&credentials, &name).await?;
         tracing::info!(log = %name, "log deleted");
         Ok(Response::new(()))
     }
@@ -154,39 +183,79 @@ async fn next_message(
     }
 }
 
+/// What an upload may be.
+struct Upload {
+    /// The log it stores.
+    name: LogName,
+    /// How long it may go without a message.
+    idle: Duration,
+    /// The most bytes it may bring (`LOGS_MAX_UPLOAD_BYTES`).
+    max_bytes: u64,
+    /// Where a stream error's status is left.
+    broken: Arc<Mutex<Option<Status>>>,
+}
+
 /// The data of an UpdateLog stream, as it arrives. Every message must name
 /// the same log as the first (an empty name means the same log); anything
-/// else, a broken stream or an idle one aborts the upload. A stream error's
-/// status is left in `broken` for the caller to answer with.
+/// else, a broken stream, an idle one or one longer than allowed aborts the
+/// upload (nothing is stored). A stream error's status is left in `broken`
+/// for the caller to answer with.
 fn upload_bytes(
-    name: LogName,
+    upload: Upload,
     first: Bytes,
     mut messages: Streaming<v1alpha2::Log>,
-    idle: Duration,
-    broken: Arc<Mutex<Option<Status>>>,
 ) -> backend::ByteStream {
+    let Upload {
+        name,
+        idle,
+        max_bytes,
+        broken,
+    } = upload;
     let expected = name.to_string();
+    let mut received = 0u64;
     async_stream::try_stream! {
-        yield first;
+        let mut first = Some(first);
         loop {
-            let message = next_message(&mut messages, idle).await.map_err(|status| {
+            let data = match first.take() {
+                Some(data) => data,
+                None => {
+                    let message = next_message(&mut messages, idle).await.map_err(|status| {
+                        let error = backend::Error::UploadAborted {
+                            name: expected.clone(),
+                            message: status.message().to_owned(),
+                        };
+                        *broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+                        error
+                    })?;
+                    let Some(message) = message else { break };
+                    if !message.name.is_empty() && message.name != expected {
+                        Err(backend::Error::InvalidArgument {
+                            message: format!(
+                                "UpdateLog for {expected:?} received a message for {:?}; one upload stores one log",
+                                message.name
+                            ),
+                        })?;
+                    }
+                    message.data
+                }
+            };
+            received += data.len() as u64;
+            if received > max_bytes {
+                let status = Status::from(ApiError::new(
+                    ErrorCode::ResourceExhausted,
+                    format!(
+                        "the upload is larger than {max_bytes} bytes (LOGS_MAX_UPLOAD_BYTES); \
+                         nothing was stored"
+                    ),
+                ));
                 let error = backend::Error::UploadAborted {
                     name: expected.clone(),
                     message: status.message().to_owned(),
                 };
                 *broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
-                error
-            })?;
-            let Some(message) = message else { break };
-            if !message.name.is_empty() && message.name != expected {
-                Err(backend::Error::InvalidArgument {
-                    message: format!(
-                        "UpdateLog for {expected:?} received a message for {:?}; one upload stores one log",
-                        message.name
-                    ),
-                })?;
+                Err(error)?;
             }
-            yield message.data;
+            yield data;
         }
     }
     .boxed()
@@ -233,6 +302,7 @@ impl v1::logs_server::Logs for LogsV1 {
         &self,
         request: Request<v1::StreamLogRequest>,
     ) -> Result<Response<Self::StreamLogStream>, Status> {
+        let credentials = credentials(&request);
         let request = request.into_inner();
         let name = LogName::parse(&request.name).map_err(ApiError::from)?;
         let options = ReadOptions {
@@ -243,7 +313,7 @@ impl v1::logs_server::Logs for LogsV1 {
             until_ns: time_ns("until", request.until)?,
             tail: (request.tail > 0).then_some(request.tail as usize),
         };
-        let pages = self.logs.records(&name, &options).await?;
+        let pages = self.logs.records(&credentials, &name, &options).await?;
         let cursors = CursorWriter::new(&name);
         let batches = pages.map(move |page| {
             page.map(|page| encode::record_batch(&page, &cursors))

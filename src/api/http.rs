@@ -30,6 +30,7 @@ use super::cursor::CursorWriter;
 use super::encode;
 use super::logs::{Logs, ReadOptions, MAX_TAIL};
 use super::status::{ApiError, ErrorCode};
+use crate::auth::Credentials;
 use crate::backend::ContainerQuery;
 use crate::run::LogName;
 use crate::timestamp::parse_rfc3339_ns;
@@ -51,6 +52,26 @@ pub fn routes(logs: Logs) -> Router {
         .route(V1ALPHA2_LOG, get(get_log).delete(delete_log))
         .route("/healthz", get(healthz))
         .with_state(logs)
+}
+
+/// The caller's credentials: the `Authorization` header, and the peer the
+/// server loop noted.
+struct Caller(Credentials);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        let peer = parts.extensions.get::<super::Peer>().map(|p| p.0.ip());
+        Ok(Self(Credentials::from_authorization(value, peer)))
+    }
 }
 
 /// The three parts of a log route; a part that is not valid percent-encoded
@@ -203,6 +224,7 @@ pub const SSE_HEARTBEAT: Duration = Duration::from_secs(15);
 
 async fn get_log(
     State(logs): State<Logs>,
+    Caller(caller): Caller,
     path: LogPath,
     params: ReadQuery,
     headers: HeaderMap,
@@ -210,7 +232,7 @@ async fn get_log(
     let name = log_name(path)?;
     let params = read_params(params)?;
     if params.page_size.is_some() || params.page_token.is_some() {
-        return paged(&logs, name, &params).await;
+        return paged(&logs, &caller, name, &params).await;
     }
     let structured = params.steps.is_some()
         || params.since.is_some()
@@ -226,11 +248,11 @@ async fn get_log(
             }
             let follow = bool_param("follow", params.follow.as_deref(), false)?;
             let timestamps = bool_param("timestamps", params.timestamps.as_deref(), false)?;
-            text_response(&logs, name, follow, timestamps).await
+            text_response(&logs, &caller, name, follow, timestamps).await
         }
         Format::Ndjson => {
             let options = read_options(&params, false, params.cursor.clone())?;
-            let pages = logs.records(&name, &options).await?;
+            let pages = logs.records(&caller, &name, &options).await?;
             let what = name.to_string();
             Ok(streamed(encode::ndjson(pages, name), what, NDJSON))
         }
@@ -251,7 +273,7 @@ async fn get_log(
             if resuming {
                 options.tail = None;
             }
-            let pages = logs.records(&name, &options).await?;
+            let pages = logs.records(&caller, &name, &options).await?;
             Ok(Sse::new(events(pages, name))
                 .keep_alive(KeepAlive::new().interval(SSE_HEARTBEAT))
                 .into_response())
@@ -263,7 +285,12 @@ async fn get_log(
 /// `page_size` records after `page_token`; the token is empty on the page
 /// that reaches the end of the log. Pages are cursors, so they stay the same
 /// while the log grows.
-async fn paged(logs: &Logs, name: LogName, params: &ReadParams) -> Result<Response, ApiError> {
+async fn paged(
+    logs: &Logs,
+    caller: &Credentials,
+    name: LogName,
+    params: &ReadParams,
+) -> Result<Response, ApiError> {
     let size = match params.page_size.as_deref() {
         None => 100,
         Some(text) => text
@@ -296,7 +323,7 @@ async fn paged(logs: &Logs, name: LogName, params: &ReadParams) -> Result<Respon
         // Later pages: `tail` only chose where the first one began.
         options.tail = None;
     }
-    let mut pages = logs.records(&name, &options).await?;
+    let mut pages = logs.records(caller, &name, &options).await?;
     let mut records = Vec::with_capacity(size);
     let mut more = false;
     'read: while let Some(page) = pages.next().await {
@@ -366,11 +393,12 @@ fn error_event(code: ErrorCode, message: &str) -> Event {
 
 async fn text_response(
     logs: &Logs,
+    caller: &Credentials,
     name: LogName,
     follow: bool,
     timestamps: bool,
 ) -> Result<Response, ApiError> {
-    let text = logs.text(name.clone(), follow, timestamps).await?;
+    let text = logs.text(caller, name.clone(), follow, timestamps).await?;
     let mut response = streamed(text, name.to_string(), TEXT_PLAIN);
     response.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -406,6 +434,7 @@ fn is_kubernetes_name(name: &str, max: usize, dots: bool) -> bool {
 /// for it when the pod's own log is gone.
 async fn dashboard_log(
     State(logs): State<Logs>,
+    Caller(caller): Caller,
     path: Result<Path<(String, String, String)>, PathRejection>,
     params: Result<Query<DashboardParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -447,7 +476,7 @@ async fn dashboard_log(
         completion_ns: time("completionTime", &params.completion_time)?,
     };
     let what = format!("{}/{}/{}", query.namespace, query.pod, query.container);
-    let text = logs.container_text(query).await?;
+    let text = logs.container_text(&caller, query).await?;
     Ok(streamed(text, what, TEXT_PLAIN))
 }
 
@@ -471,9 +500,13 @@ where
     response
 }
 
-async fn delete_log(State(logs): State<Logs>, path: LogPath) -> Result<Response, ApiError> {
+async fn delete_log(
+    State(logs): State<Logs>,
+    Caller(caller): Caller,
+    path: LogPath,
+) -> Result<Response, ApiError> {
     let name = log_name(path)?;
-    logs.delete(&name).await?;
+    logs.delete(&caller, &name).await?;
     tracing::info!(log = %name, "log deleted");
     Ok(Json(serde_json::json!({})).into_response())
 }

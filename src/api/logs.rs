@@ -21,7 +21,9 @@ use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 
 use super::cursor::Cursor;
+use super::guard::Guard;
 use super::status::{ApiError, ErrorCode};
+use crate::auth::{Credentials, Verb};
 use crate::backend::{
     self, ByteStream, Completion, ContainerQuery, LogBackend, LogQuery, RecordFields, WriteSummary,
 };
@@ -255,10 +257,12 @@ pub struct Logs {
     backend: Arc<dyn LogBackend>,
     resolver: Arc<dyn RunResolver>,
     settings: Settings,
+    guard: Guard,
 }
 
 impl Logs {
-    /// Serves `backend`, finding runs with `resolver`, as `settings` say.
+    /// Serves `backend`, finding runs with `resolver`, as `settings` say,
+    /// to every caller within the default limits (see [`Logs::guarded`]).
     pub fn new(
         backend: Arc<dyn LogBackend>,
         resolver: Arc<dyn RunResolver>,
@@ -269,7 +273,19 @@ impl Logs {
             backend,
             resolver,
             settings,
+            guard: Guard::open(),
         }
+    }
+
+    /// The same, with callers checked and limited by `guard`.
+    pub fn guarded(mut self, guard: Guard) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    /// What checks callers.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
     }
 
     /// The backend.
@@ -290,14 +306,20 @@ impl Logs {
     /// not start).
     pub async fn text(
         &self,
+        credentials: &Credentials,
         name: LogName,
         follow: bool,
         timestamps: bool,
     ) -> Result<TextStream, ApiError> {
+        let caller = self.guard.admit(credentials, name.parent(), Verb::Get).await?;
+        let slot = self.guard.slot(&caller)?;
         let run = self.resolver.resolve(&name).await?;
         // A completed run's log is all there: its errors still get a status.
         let may_wait = follow && !run.is_complete();
-        let pages = super::metered::metered(self.pages(run, follow, None)?, "text");
+        let pages = self
+            .guard
+            .bound(self.pages(run, follow, None)?, slot, follow);
+        let pages = super::metered::metered(pages, "text");
         let size = self.settings.chunk_size;
         let chunks = text_chunks_with(
             pages,
@@ -317,11 +339,14 @@ impl Logs {
     /// `text` waits for the first chunk.
     pub async fn records(
         &self,
+        credentials: &Credentials,
         name: &LogName,
         options: &ReadOptions,
     ) -> Result<PageStream, ApiError> {
         let follow = options.follow;
+        let caller = self.guard.admit(credentials, name.parent(), Verb::Get).await?;
         options.validate(self.backend.fields())?;
+        let slot = self.guard.slot(&caller)?;
         let after = options
             .cursor
             .as_deref()
@@ -334,6 +359,7 @@ impl Logs {
             None => filter.apply(self.pages(run, follow, after)?),
             Some(lines) => self.tail(run, follow, lines, filter).await?,
         };
+        let pages = self.guard.bound(pages, slot, follow);
         first_then(super::metered::metered(pages, "records"), may_wait).await
     }
 
@@ -408,14 +434,21 @@ impl Logs {
 
     /// One container's log as text, found by its pod (the Tekton
     /// Dashboard's external-logs request); errors before the first chunk.
-    pub async fn container_text(&self, query: ContainerQuery) -> Result<TextStream, ApiError> {
-        let pages = super::metered::metered(
-            self.backend
-                .read_container(query)
-                .map(|page| page.map_err(ApiError::from))
-                .boxed(),
-            "dashboard",
-        );
+    pub async fn container_text(
+        &self,
+        credentials: &Credentials,
+        query: ContainerQuery,
+    ) -> Result<TextStream, ApiError> {
+        let caller = self
+            .guard
+            .admit(credentials, &query.namespace, Verb::Get)
+            .await?;
+        let slot = self.guard.slot(&caller)?;
+        let pages = self.backend
+            .read_container(query)
+            .map(|page| page.map_err(ApiError::from))
+            .boxed();
+        let pages = super::metered::metered(self.guard.bound(pages, slot, false), "dashboard");
         first_then(text_chunks(pages, self.settings.chunk_size).boxed(), false).await
     }
 
@@ -665,7 +698,21 @@ impl Logs {
         .boxed()
     }
 
-    /// Stores an upload.
+    /// Whether `credentials` may store the log `name`; the caller, holding
+    /// a stream slot for the upload.
+    pub async fn admit_upload(
+        &self,
+        credentials: &Credentials,
+        name: &LogName,
+    ) -> Result<super::guard::Slot, ApiError> {
+        let caller = self
+            .guard
+            .admit(credentials, name.parent(), Verb::Update)
+            .await?;
+        self.guard.slot(&caller)
+    }
+
+    /// Stores an upload (admitted with [`Logs::admit_upload`]).
     pub async fn store(&self, name: &LogName, data: ByteStream) -> Result<WriteSummary, ApiError> {
         // The run tells a provider like Loki which UID and time range the
         // lines must carry for reads of this log to find them.
@@ -676,7 +723,10 @@ impl Logs {
     /// Deletes a log: the one stored for its run (a PipelineRun's own
     /// upload, not its TaskRuns' logs). A name whose record is gone (as after
     /// the Results retention policy ran) deletes what is stored under it.
-    pub async fn delete(&self, name: &LogName) -> Result<(), ApiError> {
+    pub async fn delete(&self, credentials: &Credentials, name: &LogName) -> Result<(), ApiError> {
+        self.guard
+            .admit(credentials, name.parent(), Verb::Delete)
+            .await?;
         let run = match self.resolver.resolve(name).await {
             Ok(run) => run,
             Err(ResolveError::NotFound { .. }) => Run::from_name(name.clone()),

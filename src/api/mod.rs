@@ -7,13 +7,16 @@
 pub mod cursor;
 pub mod encode;
 pub mod grpc;
+pub mod guard;
 pub mod http;
 mod logs;
 mod metered;
 pub mod status;
+pub mod tls;
 
 use std::convert::Infallible;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,12 +25,16 @@ use axum::extract::Request;
 use axum::http::Version;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::serve::ListenerExt;
 use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tower::ServiceExt;
 
+pub use guard::Guard;
 pub use logs::{Logs, PageStream, ReadOptions, Settings, TextStream, MAX_TAIL};
 
 use crate::backend::LogBackend;
@@ -74,8 +81,9 @@ pub async fn router(
     backend: Arc<dyn LogBackend>,
     resolver: Arc<dyn RunResolver>,
     settings: Settings,
+    guard: Guard,
 ) -> Router {
-    let logs = Logs::new(backend, resolver, settings);
+    let logs = Logs::new(backend, resolver, settings).guarded(guard);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in SERVICES {
@@ -128,45 +136,120 @@ fn reflection_builder_v1alpha() -> tonic_reflection::server::v1alpha::ServerRefl
         .expect("embedded descriptors are valid")
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets
-/// requests in flight finish for at most `grace` before returning (which
-/// closes their connections).
+/// The address a request came from: the server loop puts it in each
+/// request's extensions (auth without credentials names callers by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
+
+/// How [`serve`] treats connections.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// TLS, or `None` for plaintext (HTTP/1.1 and HTTP/2 prior knowledge).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// How long a client has for a TLS handshake and for a request's
+    /// headers.
+    pub header_timeout: Duration,
+    /// How long requests in flight may run on after the shutdown signal.
+    pub grace: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` completes. Then it stops
+/// accepting, tells follows to end (`stopping`), lets the other requests
+/// in flight finish for at most `options.grace`, and returns (which closes
+/// what is left).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
+    stopping: tokio::sync::watch::Sender<bool>,
+    options: ServeOptions,
 ) -> std::io::Result<()> {
-    let (stopping, mut stopped) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        shutdown.await;
-        let _ = stopping.send(true);
-    };
-    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs stall the
-    // small frames of a streaming upload for tens of milliseconds each.
-    let listener = listener.tap_io(|tcp| {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let acceptor = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before
+                    // it was taken: wait a little rather than spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs stall the
+        // small frames of a streaming upload for tens of milliseconds each.
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "setting TCP_NODELAY failed");
         }
-    });
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(signal)
-        .into_future();
-    let deadline = async move {
-        if stopped.wait_for(|stop| *stop).await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |request: Request<hyper::body::Incoming>| {
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(Peer(peer));
+                request
+            },
+        ));
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        let handshake_timeout = options.header_timeout;
+        tokio::spawn(async move {
+            match acceptor {
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+                    if let Err(error) = watcher.watch(connection).await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                }
+                Some(acceptor) => {
+                    let stream =
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(error) = watcher.watch(connection).await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    // Follows end now, with an error that tells their clients to resume
+    // elsewhere; reads of history run on within the grace period.
+    let _ = stopping.send(true);
     tokio::select! {
-        result = server => result,
-        () = deadline => {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(options.grace) => {
             tracing::warn!(
-                grace_seconds = grace.as_secs(),
+                grace_seconds = options.grace.as_secs(),
                 "requests still running after the shutdown timeout; closing them"
             );
-            Ok(())
         }
     }
+    Ok(())
 }

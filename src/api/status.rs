@@ -24,6 +24,14 @@ pub enum ErrorCode {
     Internal,
     /// The configured provider cannot do what was asked.
     Unimplemented,
+    /// No credentials, or credentials nobody issued.
+    Unauthenticated,
+    /// A known caller, not allowed this.
+    PermissionDenied,
+    /// A limit was reached; retrying later may help.
+    ResourceExhausted,
+    /// A time limit ended the request.
+    DeadlineExceeded,
 }
 
 impl ErrorCode {
@@ -36,6 +44,10 @@ impl ErrorCode {
             Self::Unavailable => tonic::Code::Unavailable,
             Self::Internal => tonic::Code::Internal,
             Self::Unimplemented => tonic::Code::Unimplemented,
+            Self::Unauthenticated => tonic::Code::Unauthenticated,
+            Self::PermissionDenied => tonic::Code::PermissionDenied,
+            Self::ResourceExhausted => tonic::Code::ResourceExhausted,
+            Self::DeadlineExceeded => tonic::Code::DeadlineExceeded,
         }
     }
 
@@ -48,6 +60,10 @@ impl ErrorCode {
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied => StatusCode::FORBIDDEN,
+            Self::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            Self::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 }
@@ -59,6 +75,9 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// The client-facing message.
     pub message: String,
+    /// Seconds after which a retry may succeed (`Retry-After`, and the
+    /// `retry-after` gRPC metadata).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -67,7 +86,14 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, saying when to try again.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// An `InvalidArgument` error: the request is wrong, and says how.
@@ -127,9 +153,26 @@ impl From<backend::Error> for ApiError {
     }
 }
 
+impl From<crate::auth::Error> for ApiError {
+    fn from(err: crate::auth::Error) -> Self {
+        use crate::auth::Error as E;
+        match err {
+            E::Unauthenticated(m) => Self::new(ErrorCode::Unauthenticated, m),
+            E::Denied(m) => Self::new(ErrorCode::PermissionDenied, m),
+            E::Unavailable(m) => Self::new(ErrorCode::Unavailable, m).retry_after(1),
+        }
+    }
+}
+
 impl From<ApiError> for tonic::Status {
     fn from(err: ApiError) -> Self {
-        tonic::Status::new(err.code.grpc_code(), err.message)
+        let mut status = tonic::Status::new(err.code.grpc_code(), err.message);
+        if let Some(seconds) = err.retry_after {
+            if let Ok(value) = seconds.to_string().parse() {
+                status.metadata_mut().insert("retry-after", value);
+            }
+        }
+        status
     }
 }
 
@@ -146,6 +189,17 @@ impl IntoResponse for ApiError {
             code: self.code.grpc_code() as i32,
             message: &self.message,
         };
-        (self.code.http_status(), axum::Json(body)).into_response()
+        let mut response = (self.code.http_status(), axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after {
+            headers.insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        if self.code == ErrorCode::Unauthenticated {
+            headers.insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"tekton-results-logs\""),
+            );
+        }
+        response
     }
 }

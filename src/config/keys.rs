@@ -183,6 +183,75 @@ pub const DB_MAX_OPEN_CONNECTIONS: &str = "DB_MAX_OPEN_CONNECTIONS";
 /// Default `true`.
 pub const DB_ENABLE_AUTO_MIGRATION: &str = "DB_ENABLE_AUTO_MIGRATION";
 
+/// Upstream's switch that turns auth off (`true`/`false`). Unset: auth is
+/// off outside a cluster and Kubernetes auth inside one (when
+/// `KUBERNETES_SERVICE_HOST` is set); `false` asks for Kubernetes auth.
+/// Default unset.
+pub const AUTH_DISABLE: &str = "AUTH_DISABLE";
+
+/// How callers are checked: `none`, `tokens` (a file of static bearer
+/// tokens) or `kubernetes` (TokenReview and SubjectAccessReview; ours, not
+/// upstream). Default: as `AUTH_DISABLE` says.
+pub const AUTH_MODE: &str = "AUTH_MODE";
+
+/// The file of static bearer tokens for `AUTH_MODE=tokens` (see
+/// `docs/security.md`). Default unset.
+pub const AUTH_TOKENS_FILE: &str = "AUTH_TOKENS_FILE";
+
+/// The `https://` URL of the Kubernetes API server. Default
+/// `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` inside a
+/// cluster.
+pub const AUTH_KUBERNETES_API_URL: &str = "AUTH_KUBERNETES_API_URL";
+
+/// The service's own token for the API server. Default
+/// `/var/run/secrets/kubernetes.io/serviceaccount/token`.
+pub const AUTH_KUBERNETES_TOKEN_PATH: &str = "AUTH_KUBERNETES_TOKEN_PATH";
+
+/// CA certificates (PEM file) of the API server; empty for the system
+/// roots. Default `/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`.
+pub const AUTH_KUBERNETES_CA_PATH: &str = "AUTH_KUBERNETES_CA_PATH";
+
+/// Seconds a Kubernetes auth decision is reused, 0 to 3600. Default `10`.
+pub const AUTH_CACHE_TTL: &str = "AUTH_CACHE_TTL";
+
+/// The most Kubernetes auth decisions kept. Default `10000`.
+pub const AUTH_CACHE_SIZE: &str = "AUTH_CACHE_SIZE";
+
+/// Upstream's directory of the server's `tls.crt` and `tls.key`; without
+/// both files the server speaks plaintext. Default `/etc/tls`.
+pub const TLS_PATH: &str = "TLS_PATH";
+
+/// The server's certificate chain (PEM); with `TLS_KEY_FILE`, wins over
+/// `TLS_PATH`, and must exist. Re-read when it changes. Default unset.
+pub const TLS_CERT_FILE: &str = "TLS_CERT_FILE";
+
+/// The server's private key (PEM). Default unset.
+pub const TLS_KEY_FILE: &str = "TLS_KEY_FILE";
+
+/// Lets the server start on a non-loopback address with neither TLS nor
+/// auth. Default `false`.
+pub const SERVER_ALLOW_INSECURE: &str = "SERVER_ALLOW_INSECURE";
+
+/// Seconds a client has to send a request's headers. Default `30`.
+pub const SERVER_HEADER_TIMEOUT: &str = "SERVER_HEADER_TIMEOUT";
+
+/// Concurrent log streams in all; more get 429 / ResourceExhausted.
+/// Default `10000`.
+pub const LOGS_MAX_STREAMS: &str = "LOGS_MAX_STREAMS";
+
+/// Concurrent log streams per caller. Default `100`.
+pub const LOGS_MAX_STREAMS_PER_CALLER: &str = "LOGS_MAX_STREAMS_PER_CALLER";
+
+/// Seconds a read that does not follow may take. Default `3600`.
+pub const LOGS_READ_TIMEOUT: &str = "LOGS_READ_TIMEOUT";
+
+/// Seconds a follow lasts at most; then it ends with DeadlineExceeded and
+/// the client resumes with its cursor. Default `86400`.
+pub const LOGS_MAX_FOLLOW_DURATION: &str = "LOGS_MAX_FOLLOW_DURATION";
+
+/// The most bytes one upload may store. Default `1073741824` (1 GiB).
+pub const LOGS_MAX_UPLOAD_BYTES: &str = "LOGS_MAX_UPLOAD_BYTES";
+
 /// Every key above, in the order they are validated.
 pub const ALL: &[&str] = &[
     SERVER_HOST,
@@ -228,6 +297,24 @@ pub const ALL: &[&str] = &[
     DB_SSLROOTCERT,
     DB_MAX_OPEN_CONNECTIONS,
     DB_ENABLE_AUTO_MIGRATION,
+    AUTH_DISABLE,
+    AUTH_MODE,
+    AUTH_TOKENS_FILE,
+    AUTH_KUBERNETES_API_URL,
+    AUTH_KUBERNETES_TOKEN_PATH,
+    AUTH_KUBERNETES_CA_PATH,
+    AUTH_CACHE_TTL,
+    AUTH_CACHE_SIZE,
+    TLS_PATH,
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
+    SERVER_ALLOW_INSECURE,
+    LOGS_MAX_STREAMS,
+    LOGS_MAX_STREAMS_PER_CALLER,
+    LOGS_READ_TIMEOUT,
+    LOGS_MAX_FOLLOW_DURATION,
+    LOGS_MAX_UPLOAD_BYTES,
+    SERVER_HEADER_TIMEOUT,
 ];
 
 /// How the default of [`LOGS_PATH`] is chosen, for docs and `--help`.

@@ -9,12 +9,14 @@ use std::time::Duration;
 
 pub mod keys;
 pub mod raw;
+mod security;
 #[cfg(test)]
 mod tests;
 mod values;
 
 pub use keys::DEFAULT_DATA_DIR_DOC;
 pub use raw::RawConfig;
+pub use security::{AuthConfig, Limits, Security, TlsFiles};
 use values::{
     count_certificates, parse_api_url, parse_bool, parse_buffer_size, parse_ca_cert, parse_ip,
     parse_json_map, parse_json_path, parse_label_name, parse_minutes, parse_optional, parse_path,
@@ -71,6 +73,8 @@ pub struct Config {
     pub plugin: PluginConfig,
     /// The Results database, when `DB_HOST` is set.
     pub db: Option<DbConfig>,
+    /// Auth, TLS and limits.
+    pub security: Security,
 }
 
 /// How to reach the Tekton Results PostgreSQL database.
@@ -491,11 +495,13 @@ impl Config {
                     .to_owned(),
             });
         }
+        let security = security::security(raw, server.host)?;
         Ok(Config {
             server,
             logs,
             plugin,
             db,
+            security,
         })
     }
 
@@ -541,6 +547,19 @@ impl Config {
                 "follow buffer",
                 format!("{} pages per shared tail", self.logs.follow_buffer_pages),
             ),
+            ("auth", self.security.describe_auth()),
+            (
+                "TLS",
+                match &self.security.tls {
+                    None => "off (plaintext)".to_owned(),
+                    Some(files) => format!(
+                        "certificate {}, key {} (read again when they change)",
+                        files.cert.display(),
+                        files.key.display()
+                    ),
+                },
+            ),
+            ("limits", self.security.describe_limits()),
             (
                 "run database",
                 match &self.db {

@@ -116,11 +116,15 @@ impl RawConfig {
         self.values.get(key).map(String::as_str)
     }
 
-    /// Keys that look like this service's (`LOGS_*`, `LOGGING_PLUGIN_*`) but
+    /// Keys that look like this service's (`LOGS_*`, `LOGGING_PLUGIN_*`, `AUTH_*`,
+    /// `TLS_*`) but
     /// are not among `keys::ALL`: most likely misspelt, and otherwise ignored.
     pub fn unknown_keys(&self) -> impl Iterator<Item = &str> {
         self.values.keys().map(String::as_str).filter(|key| {
-            (key.starts_with("LOGS_") || key.starts_with("LOGGING_PLUGIN_"))
+            (key.starts_with("LOGS_")
+                || key.starts_with("LOGGING_PLUGIN_")
+                || key.starts_with("AUTH_")
+                || key.starts_with("TLS_"))
                 && !super::keys::ALL.contains(key)
         })
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::*;
 
 mod json_map;
+mod security;
 mod sources;
 
 const CERT: &str =
@@ -216,7 +217,11 @@ fn server_host_accepts_v4_and_v6() {
         IpAddr::V6(Ipv6Addr::LOCALHOST)
     );
     assert_eq!(
-        config(&[(keys::SERVER_HOST, "0.0.0.0"), (keys::SERVER_PORT, "0")])
+        config(&[
+            (keys::SERVER_HOST, "0.0.0.0"),
+            (keys::SERVER_PORT, "0"),
+            (keys::SERVER_ALLOW_INSECURE, "true")
+        ])
             .server
             .port,
         0

@@ -1,0 +1,272 @@
+//! What stands before every log operation: the caller must be allowed the
+//! verb in the log's namespace (see `auth`), a stream must find a free slot
+//! (a global and a per-caller count), and once open a stream is held to its
+//! time limits and ends, with an error that says so, when the service shuts
+//! down. Every error here is one a client can act on: 401 / Unauthenticated,
+//! 403 / PermissionDenied, 429 / ResourceExhausted with `Retry-After`,
+//! 504 / DeadlineExceeded, 503 / Unavailable.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::logs::PageStream;
+use super::status::{ApiError, ErrorCode};
+use crate::auth::{Authorizer, Credentials, Identity, Verb};
+use crate::config::Limits;
+use crate::telemetry::names;
+
+/// Seconds a refused stream is told to wait before trying again.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
+
+/// Stream slots in use, in all and per caller.
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_caller: HashMap<String, usize>,
+}
+
+/// Checks callers and counts their streams.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    authorizer: Arc<dyn Authorizer>,
+    limits: Limits,
+    counts: Arc<Mutex<Counts>>,
+    stopping: watch::Receiver<bool>,
+}
+
+/// A stream's slot; freed when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    caller: String,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.total -= 1;
+        if let Some(n) = counts.per_caller.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_caller.remove(&self.caller);
+            }
+        }
+        metrics::gauge!(names::STREAM_SLOTS).decrement(1.0);
+    }
+}
+
+impl Guard {
+    /// A guard deciding with `authorizer` under `limits`; streams end when
+    /// `stopping` turns true.
+    pub fn new(
+        authorizer: Arc<dyn Authorizer>,
+        limits: Limits,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            authorizer,
+            limits,
+            counts: Arc::default(),
+            stopping,
+        }
+    }
+
+    /// A guard that allows everything within the default limits and never
+    /// stops: for tools and tests that build the API in-process.
+    pub fn open() -> Self {
+        let (_, stopping) = watch::channel(false);
+        Self::new(Arc::new(crate::auth::AllowAll), Limits::default(), stopping)
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The caller, if `credentials` allow `verb` on the logs of `namespace`.
+    pub async fn admit(
+        &self,
+        credentials: &Credentials,
+        namespace: &str,
+        verb: Verb,
+    ) -> Result<Identity, ApiError> {
+        match self
+            .authorizer
+            .authorize(credentials, namespace, verb)
+            .await
+        {
+            Ok(identity) => Ok(identity),
+            Err(e) => {
+                let outcome = match &e {
+                    crate::auth::Error::Unauthenticated(_) => "unauthenticated",
+                    crate::auth::Error::Denied(_) => "denied",
+                    crate::auth::Error::Unavailable(_) => "unavailable",
+                };
+                metrics::counter!(names::AUTH_REFUSED, "outcome" => outcome).increment(1);
+                tracing::info!(namespace, %verb, peer = ?credentials.peer, error = %e, "request refused");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A stream slot for `caller`, or ResourceExhausted when the caller's
+    /// or the service's streams are all taken.
+    pub fn slot(&self, caller: &Identity) -> Result<Slot, ApiError> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = counts.per_caller.get(&caller.name).copied().unwrap_or(0);
+        let refused = if counts.total >= self.limits.max_streams {
+            Some(format!(
+                "the service is serving its most streams ({}, LOGS_MAX_STREAMS); try again shortly",
+                self.limits.max_streams
+            ))
+        } else if mine >= self.limits.max_streams_per_caller {
+            Some(format!(
+                "{} already has {mine} streams open, the most one caller may have \
+                 (LOGS_MAX_STREAMS_PER_CALLER); close one or try again shortly",
+                caller.name
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = refused {
+            metrics::counter!(names::STREAMS_REFUSED).increment(1);
+            return Err(ApiError::new(ErrorCode::ResourceExhausted, message)
+                .retry_after(RETRY_AFTER_SECONDS));
+        }
+        counts.total += 1;
+        *counts.per_caller.entry(caller.name.clone()).or_default() += 1;
+        metrics::gauge!(names::STREAM_SLOTS).increment(1.0);
+        Ok(Slot {
+            caller: caller.name.clone(),
+            counts: self.counts.clone(),
+        })
+    }
+
+    /// Whether the service is shutting down.
+    pub fn stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// `pages`, holding `slot` until it ends, ended with DeadlineExceeded
+    /// past its time limit (`LOGS_MAX_FOLLOW_DURATION` for a follow,
+    /// `LOGS_READ_TIMEOUT` otherwise) and, for a follow, with Unavailable
+    /// when the service shuts down (a read of history is let finish within
+    /// the shutdown timeout).
+    pub fn bound(&self, pages: PageStream, slot: Slot, follow: bool) -> PageStream {
+        let limit = if follow {
+            self.limits.max_follow
+        } else {
+            self.limits.read_timeout
+        };
+        let mut stopping = self.stopping.clone();
+        async_stream::try_stream! {
+            let _slot = slot;
+            let mut pages = pages;
+            let deadline = tokio::time::sleep(limit);
+            tokio::pin!(deadline);
+            loop {
+                let page = tokio::select! {
+                    biased;
+                    () = &mut deadline => Some(Err(too_long(follow, limit))),
+                    Ok(_) = stopping.wait_for(|stop| *stop), if follow => Some(Err(shutting_down())),
+                    page = pages.next() => page,
+                };
+                match page {
+                    Some(page) => yield page?,
+                    None => break,
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+fn too_long(follow: bool, limit: Duration) -> ApiError {
+    let (what, key) = if follow {
+        ("follow", "LOGS_MAX_FOLLOW_DURATION")
+    } else {
+        ("read", "LOGS_READ_TIMEOUT")
+    };
+    ApiError::new(
+        ErrorCode::DeadlineExceeded,
+        format!(
+            "the {what} reached its time limit of {} s ({key}); resume from the last cursor",
+            limit.as_secs()
+        ),
+    )
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        "the service is shutting down; reconnect and resume from the last cursor",
+    )
+    .retry_after(RETRY_AFTER_SECONDS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(name: &str) -> Identity {
+        Identity {
+            name: name.to_owned(),
+        }
+    }
+
+    #[test]
+    fn slots_are_counted_per_caller_and_in_all() {
+        let (_tx, rx) = watch::channel(false);
+        let limits = Limits {
+            max_streams: 3,
+            max_streams_per_caller: 2,
+            ..Limits::default()
+        };
+        let guard = Guard::new(Arc::new(crate::auth::AllowAll), limits, rx);
+        let a1 = guard.slot(&who("a")).unwrap();
+        let _a2 = guard.slot(&who("a")).unwrap();
+        let e = guard.slot(&who("a")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ResourceExhausted);
+        assert_eq!(e.retry_after, Some(RETRY_AFTER_SECONDS));
+        assert!(e.message.contains("LOGS_MAX_STREAMS_PER_CALLER"), "{e}");
+        let _b1 = guard.slot(&who("b")).unwrap();
+        let e = guard.slot(&who("c")).unwrap_err();
+        assert!(e.message.contains("LOGS_MAX_STREAMS)"), "{e}");
+        drop(a1);
+        let _c1 = guard.slot(&who("c")).unwrap();
+        assert_eq!(guard.counts.lock().unwrap().total, 3);
+    }
+
+    #[tokio::test]
+    async fn a_follow_ends_with_an_error_on_shutdown_and_at_its_limit() {
+        let (tx, rx) = watch::channel(false);
+        let limits = Limits {
+            max_follow: Duration::from_secs(3600),
+            ..Limits::default()
+        };
+        let guard = Guard::new(Arc::new(crate::auth::AllowAll), limits, rx);
+        let pending: PageStream = futures::stream::pending().boxed();
+        let slot = guard.slot(&who("a")).unwrap();
+        let mut follow = guard.bound(pending, slot, true);
+        tx.send(true).unwrap();
+        let e = follow.next().await.unwrap().unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        drop(follow);
+        assert_eq!(guard.counts.lock().unwrap().total, 0);
+
+        let (_tx, rx) = watch::channel(false);
+        let limits = Limits {
+            read_timeout: Duration::from_millis(1),
+            ..Limits::default()
+        };
+        let guard = Guard::new(Arc::new(crate::auth::AllowAll), limits, rx);
+        let slot = guard.slot(&who("a")).unwrap();
+        let mut read = guard.bound(futures::stream::pending().boxed(), slot, false);
+        let e = read.next().await.unwrap().unwrap_err();
+        assert_eq!(e.code, ErrorCode::DeadlineExceeded);
+    }
+}
