@@ -11,6 +11,9 @@ mod support;
 /// A fresh Results database per test (needs `TEST_DATABASE_URL`).
 mod support_db;
 
+/// Kubernetes auth (TokenReview, SubjectAccessReview) against the fake API
+/// server.
+mod auth_kube;
 /// The `LogBackend` contract suite, run against the local store (and, later,
 /// every provider's fake).
 mod backend_conformance;
@@ -44,6 +47,8 @@ mod run_db;
 mod run_db_tls;
 /// Run resolution from a file of records.
 mod run_file;
+/// Static-token auth on every route, limits, TLS, the exposure rule, shutdown.
+mod security;
 /// NDJSON and Server-Sent Events with resume cursors.
 mod structured;
 /// Uploads: concurrency, broken streams, mismatched names, delete.

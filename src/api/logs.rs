@@ -311,7 +311,10 @@ impl Logs {
         follow: bool,
         timestamps: bool,
     ) -> Result<TextStream, ApiError> {
-        let caller = self.guard.admit(credentials, name.parent(), Verb::Get).await?;
+        let caller = self
+            .guard
+            .admit(credentials, name.parent(), Verb::Get)
+            .await?;
         let slot = self.guard.slot(&caller)?;
         let run = self.resolver.resolve(&name).await?;
         // A completed run's log is all there: its errors still get a status.
@@ -344,7 +347,10 @@ impl Logs {
         options: &ReadOptions,
     ) -> Result<PageStream, ApiError> {
         let follow = options.follow;
-        let caller = self.guard.admit(credentials, name.parent(), Verb::Get).await?;
+        let caller = self
+            .guard
+            .admit(credentials, name.parent(), Verb::Get)
+            .await?;
         options.validate(self.backend.fields())?;
         let slot = self.guard.slot(&caller)?;
         let after = options
@@ -444,7 +450,8 @@ impl Logs {
             .admit(credentials, &query.namespace, Verb::Get)
             .await?;
         let slot = self.guard.slot(&caller)?;
-        let pages = self.backend
+        let pages = self
+            .backend
             .read_container(query)
             .map(|page| page.map_err(ApiError::from))
             .boxed();

@@ -62,7 +62,11 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
             }
             let (at, old) = inner.order.pop_front().expect("front exists");
             // Remove the entry only if this is its newest store.
-            if inner.entries.get(&old).is_some_and(|(stored, _)| *stored == at) {
+            if inner
+                .entries
+                .get(&old)
+                .is_some_and(|(stored, _)| *stored == at)
+            {
                 inner.entries.remove(&old);
             }
         }

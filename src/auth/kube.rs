@@ -138,11 +138,13 @@ impl KubeAuthorizer {
             .https_only(true);
         if let Some(path) = &settings.ca_path {
             let pem = std::fs::read(path).map_err(|e| {
-                format!("reading the API server's CA {} (AUTH_KUBERNETES_CA_PATH): {e}", path.display())
+                format!(
+                    "reading the API server's CA {} (AUTH_KUBERNETES_CA_PATH): {e}",
+                    path.display()
+                )
             })?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                format!("the API server's CA {} is not PEM: {e}", path.display())
-            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("the API server's CA {} is not PEM: {e}", path.display()))?;
             if certificates.is_empty() {
                 return Err(format!(
                     "the API server's CA {} holds no certificate",

@@ -205,7 +205,9 @@ impl Authorizer for AllowAll {
 ///
 /// A message when the token file or the Kubernetes credentials cannot be
 /// read.
-pub fn build(config: &crate::config::AuthConfig) -> std::result::Result<Arc<dyn Authorizer>, String> {
+pub fn build(
+    config: &crate::config::AuthConfig,
+) -> std::result::Result<Arc<dyn Authorizer>, String> {
     use crate::config::AuthConfig;
     Ok(match config {
         AuthConfig::None => Arc::new(AllowAll),
@@ -228,7 +230,10 @@ mod tests {
         assert_eq!(bearer("Bearer abc").unwrap(), "abc");
         assert_eq!(bearer("bearer  abc ").unwrap(), "abc");
         for bad in ["Basic Zm9vOmJhcg==", "Bearer ", "abc"] {
-            assert!(matches!(bearer(bad), Err(Error::Unauthenticated(_))), "{bad}");
+            assert!(
+                matches!(bearer(bad), Err(Error::Unauthenticated(_))),
+                "{bad}"
+            );
         }
         let none = Credentials::from_authorization(None, None);
         assert!(matches!(none.bearer(), Err(Error::Unauthenticated(m)) if m.contains("required")));

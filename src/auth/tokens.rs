@@ -83,7 +83,12 @@ fn parse(path: &Path, text: &str) -> std::result::Result<Digests, String> {
         let write = match access {
             "read" => false,
             "write" => true,
-            other => return Err(format!("{}: access {other:?}: expected read or write", at())),
+            other => {
+                return Err(format!(
+                    "{}: access {other:?}: expected read or write",
+                    at()
+                ))
+            }
         };
         let namespaces = if namespaces == "*" {
             None
@@ -103,7 +108,10 @@ fn parse(path: &Path, text: &str) -> std::result::Result<Digests, String> {
             write,
         };
         if tokens.insert(digest(token), grant).is_some() {
-            return Err(format!("{}: this token is already on an earlier line", at()));
+            return Err(format!(
+                "{}: this token is already on an earlier line",
+                at()
+            ));
         }
     }
     Ok(tokens)
@@ -127,8 +135,12 @@ impl TokenFile {
     /// A message naming the file (and line) that cannot be read.
     pub fn load(path: &Path) -> std::result::Result<Self, String> {
         let stamp = stamp(path);
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading the token file {} (AUTH_TOKENS_FILE): {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "reading the token file {} (AUTH_TOKENS_FILE): {e}",
+                path.display()
+            )
+        })?;
         let tokens = parse(path, &text)?;
         Ok(Self {
             path: path.to_owned(),
@@ -221,26 +233,35 @@ mod tests {
 
     #[tokio::test]
     async fn tokens_allow_their_namespaces_and_access() {
-        let (_f, tokens) = file(
-            "# comment\n\nt-alice alice team-a,team-b\nt-ci ci * write\n",
-        );
-        let ok = tokens.authorize(&with("t-alice"), "team-b", Verb::Get).await;
+        let (_f, tokens) = file("# comment\n\nt-alice alice team-a,team-b\nt-ci ci * write\n");
+        let ok = tokens
+            .authorize(&with("t-alice"), "team-b", Verb::Get)
+            .await;
         assert_eq!(ok.unwrap().name, "alice");
         assert!(matches!(
-            tokens.authorize(&with("t-alice"), "team-c", Verb::Get).await,
+            tokens
+                .authorize(&with("t-alice"), "team-c", Verb::Get)
+                .await,
             Err(Error::Denied(_))
         ));
         assert!(matches!(
-            tokens.authorize(&with("t-alice"), "team-a", Verb::Update).await,
+            tokens
+                .authorize(&with("t-alice"), "team-a", Verb::Update)
+                .await,
             Err(Error::Denied(_))
         ));
-        assert!(tokens.authorize(&with("t-ci"), "any", Verb::Delete).await.is_ok());
+        assert!(tokens
+            .authorize(&with("t-ci"), "any", Verb::Delete)
+            .await
+            .is_ok());
         assert!(matches!(
             tokens.authorize(&with("t-bob"), "team-a", Verb::Get).await,
             Err(Error::Unauthenticated(_))
         ));
         assert!(matches!(
-            tokens.authorize(&Credentials::default(), "team-a", Verb::Get).await,
+            tokens
+                .authorize(&Credentials::default(), "team-a", Verb::Get)
+                .await,
             Err(Error::Unauthenticated(_))
         ));
     }
@@ -267,8 +288,18 @@ mod tests {
         // the modification time differ for certain.
         let later = SystemTime::now() + Duration::from_secs(5);
         f.as_file().set_modified(later).unwrap();
-        assert!(tokens.authorize(&with("old"), "x", Verb::Get).await.is_err());
-        assert_eq!(tokens.authorize(&with("new"), "x", Verb::Get).await.unwrap().name, "alice2");
+        assert!(tokens
+            .authorize(&with("old"), "x", Verb::Get)
+            .await
+            .is_err());
+        assert_eq!(
+            tokens
+                .authorize(&with("new"), "x", Verb::Get)
+                .await
+                .unwrap()
+                .name,
+            "alice2"
+        );
         std::fs::write(f.path(), "broken\n").unwrap();
         f.as_file()
             .set_modified(later + Duration::from_secs(5))

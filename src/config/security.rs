@@ -185,12 +185,7 @@ fn auth_config(raw: &RawConfig) -> Result<AuthConfig> {
         Some(n @ 0..=3600) => Ok(Duration::from_secs(n as u64)),
         _ => Err("must be 0 to 3600 seconds".to_owned()),
     })?;
-    let cache_size = field(
-        raw,
-        keys::AUTH_CACHE_SIZE,
-        "10000",
-        count(0, 1_000_000),
-    )?;
+    let cache_size = field(raw, keys::AUTH_CACHE_SIZE, "10000", count(0, 1_000_000))?;
     Ok(match mode {
         "none" => AuthConfig::None,
         "tokens" => AuthConfig::Tokens {
@@ -262,29 +257,25 @@ fn tls_config(raw: &RawConfig) -> Result<Option<TlsFiles>> {
 }
 
 fn limits(raw: &RawConfig) -> Result<Limits> {
-    let limits = Limits {
-        max_streams: field(
-            raw,
-            keys::LOGS_MAX_STREAMS,
-            "10000",
-            count(1, 1_000_000),
-        )?,
-        max_streams_per_caller: field(
-            raw,
-            keys::LOGS_MAX_STREAMS_PER_CALLER,
-            "100",
-            count(1, 1_000_000),
-        )?,
-        read_timeout: field(raw, keys::LOGS_READ_TIMEOUT, "3600", parse_seconds)?,
-        max_follow: field(raw, keys::LOGS_MAX_FOLLOW_DURATION, "86400", parse_seconds)?,
-        max_upload_bytes: field(raw, keys::LOGS_MAX_UPLOAD_BYTES, "1073741824", |v| {
-            match parse_int(v) {
-                Some(n) if n >= 1 => Ok(n as u64),
-                _ => Err("must be a positive number of bytes".to_owned()),
-            }
-        })?,
-        header_timeout: field(raw, keys::SERVER_HEADER_TIMEOUT, "30", parse_seconds)?,
-    };
+    let limits =
+        Limits {
+            max_streams: field(raw, keys::LOGS_MAX_STREAMS, "10000", count(1, 1_000_000))?,
+            max_streams_per_caller: field(
+                raw,
+                keys::LOGS_MAX_STREAMS_PER_CALLER,
+                "100",
+                count(1, 1_000_000),
+            )?,
+            read_timeout: field(raw, keys::LOGS_READ_TIMEOUT, "3600", parse_seconds)?,
+            max_follow: field(raw, keys::LOGS_MAX_FOLLOW_DURATION, "86400", parse_seconds)?,
+            max_upload_bytes: field(raw, keys::LOGS_MAX_UPLOAD_BYTES, "1073741824", |v| {
+                match parse_int(v) {
+                    Some(n) if n >= 1 => Ok(n as u64),
+                    _ => Err("must be a positive number of bytes".to_owned()),
+                }
+            })?,
+            header_timeout: field(raw, keys::SERVER_HEADER_TIMEOUT, "30", parse_seconds)?,
+        };
     if limits.max_streams_per_caller > limits.max_streams {
         return Err(Error::Invalid {
             key: keys::LOGS_MAX_STREAMS_PER_CALLER,

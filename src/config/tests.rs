@@ -222,8 +222,8 @@ fn server_host_accepts_v4_and_v6() {
             (keys::SERVER_PORT, "0"),
             (keys::SERVER_ALLOW_INSECURE, "true")
         ])
-            .server
-            .port,
+        .server
+        .port,
         0
     );
 }

@@ -32,7 +32,10 @@ fn auth_is_off_by_default_outside_a_cluster_and_kubernetes_inside() {
 #[test]
 fn kubernetes_auth_outside_a_cluster_needs_the_api_url() {
     let e = error(&[(keys::AUTH_DISABLE, "false")]);
-    assert!(e.starts_with("AUTH_KUBERNETES_API_URL=\"\": required"), "{e}");
+    assert!(
+        e.starts_with("AUTH_KUBERNETES_API_URL=\"\": required"),
+        "{e}"
+    );
     let e = error(&[
         (keys::AUTH_MODE, "kubernetes"),
         (keys::AUTH_KUBERNETES_API_URL, "http://api:6443"),
@@ -63,12 +66,7 @@ fn modes_are_checked_against_each_other() {
     let e = error(&[(keys::AUTH_MODE, "tokens")]);
     assert!(e.starts_with("AUTH_TOKENS_FILE=\"\": required"), "{e}");
     let c = config(&[(keys::AUTH_MODE, "tokens"), (keys::AUTH_TOKENS_FILE, "/t")]);
-    assert_eq!(
-        c.security.auth,
-        AuthConfig::Tokens {
-            file: "/t".into()
-        }
-    );
+    assert_eq!(c.security.auth, AuthConfig::Tokens { file: "/t".into() });
 }
 
 #[test]
@@ -80,7 +78,10 @@ fn tls_files_go_in_pairs_and_must_exist() {
     let e = error(&[(keys::TLS_CERT_FILE, c)]);
     assert!(e.contains("set both or neither"), "{e}");
     let e = error(&[(keys::TLS_CERT_FILE, c), (keys::TLS_KEY_FILE, k)]);
-    assert!(e.starts_with("TLS_CERT_FILE=") && e.ends_with("no such file"), "{e}");
+    assert!(
+        e.starts_with("TLS_CERT_FILE=") && e.ends_with("no such file"),
+        "{e}"
+    );
     // Upstream's directory: plaintext while its files are missing.
     let d = dir.path().to_str().unwrap();
     assert_eq!(config(&[(keys::TLS_PATH, d)]).security.tls, None);
