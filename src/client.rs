@@ -3,7 +3,7 @@
 //! event's cursor when the connection drops).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
@@ -11,6 +11,115 @@ use futures::StreamExt;
 use reqwest_eventsource::{Event, EventSource};
 use serde_json::Value;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// The environment variable the CLI takes a bearer token from when no
+/// `--token-file` is given.
+pub const TOKEN_ENV: &str = "TEKTON_RESULTS_LOGS_TOKEN";
+
+/// How the CLI reaches the service: its URL, the bearer token to send, and
+/// the CA certificates to trust for `https://`.
+#[derive(Clone)]
+pub struct Remote {
+    /// The service's URL.
+    pub server: String,
+    token: Option<String>,
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("server", &self.server)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Remote {
+    /// The service at `server`; the token from `token_file`, else from
+    /// `TEKTON_RESULTS_LOGS_TOKEN`; CA certificates from `ca_file`, else the
+    /// system's roots.
+    pub fn new(
+        server: &str,
+        token_file: Option<&Path>,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, String> {
+        let token = match token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| format!("reading the token file {}: {e}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => std::env::var(TOKEN_ENV).ok(),
+        }
+        .filter(|t| !t.is_empty());
+        let ca_pem = ca_file
+            .map(|path| {
+                std::fs::read(path)
+                    .map_err(|e| format!("reading the CA file {}: {e}", path.display()))
+            })
+            .transpose()?;
+        Ok(Self {
+            server: server.to_owned(),
+            token,
+            ca_pem,
+        })
+    }
+
+    /// An HTTP client that sends the token and trusts the CA.
+    pub fn http(&self) -> Result<reqwest::Client, String> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(token) = &self.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| "the token has characters a header cannot carry".to_owned())?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        if let Some(pem) = &self.ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("the CA file is not PEM: {e}"))?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        builder.build().map_err(|e| format!("HTTP client: {e}"))
+    }
+
+    /// A gRPC channel to the service (TLS for `https://`).
+    pub async fn channel(&self) -> Result<tonic::transport::Channel, String> {
+        let server = &self.server;
+        let mut endpoint = tonic::transport::Endpoint::from_shared(server.clone())
+            .map_err(|e| format!("--server {server:?}: {e}"))?;
+        if server.starts_with("https://") {
+            let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+            if let Some(pem) = &self.ca_pem {
+                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("TLS to {server}: {e}"))?;
+        }
+        endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("connecting to {server}: {e}"))
+    }
+
+    /// `message` as a gRPC request carrying the token.
+    pub fn request<T>(&self, message: T) -> Result<tonic::Request<T>, String> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| "the token has characters metadata cannot carry".to_owned())?;
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+}
 
 /// What `get` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -187,7 +296,7 @@ fn size(bytes: u64) -> String {
 
 /// `get` over REST NDJSON: records printed as `output` says.
 pub async fn get(
-    server: &str,
+    remote: &Remote,
     name: &str,
     follow: bool,
     filters: &Filters,
@@ -198,7 +307,9 @@ pub async fn get(
     if follow {
         query.push(("follow", "true".to_owned()));
     }
-    let response = reqwest::Client::new()
+    let server = remote.server.as_str();
+    let response = remote
+        .http()?
         .get(log_url(server, name)?)
         .query(&query)
         .header("accept", "application/x-ndjson")
@@ -268,8 +379,10 @@ pub async fn get(
 /// dropped connection is resumed from the last record's cursor, so no line
 /// is printed twice or left out. Ends when the server says the log is
 /// complete.
-pub async fn tail(server: &str, name: &str, filters: &Filters) -> Result<(), String> {
-    let request = reqwest::Client::new()
+pub async fn tail(remote: &Remote, name: &str, filters: &Filters) -> Result<(), String> {
+    let server = remote.server.as_str();
+    let request = remote
+        .http()?
         .get(log_url(server, name)?)
         .query(&filters.query());
     let mut source = EventSource::new(request).map_err(|e| format!("{e}"))?;

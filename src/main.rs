@@ -103,9 +103,27 @@ struct ConfigArgs {
 
 #[derive(Debug, Args)]
 struct ClientArgs {
-    /// The service's URL.
+    /// The service's URL (`https://` for a service with TLS).
     #[arg(long, default_value = DEFAULT_SERVER)]
     server: String,
+    /// A file holding the bearer token to send (default: the
+    /// TEKTON_RESULTS_LOGS_TOKEN environment variable, if set).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust for an `https://` server, beside the
+    /// usual roots.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    fn remote(&self) -> Result<client::Remote, String> {
+        client::Remote::new(
+            &self.server,
+            self.token_file.as_deref(),
+            self.ca_file.as_deref(),
+        )
+    }
 }
 
 fn main() -> ExitCode {
@@ -138,19 +156,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             filters,
             client,
         } => {
+            let remote = client.remote()?;
             if !follow && output == client::Output::Text && out.is_none() && !filters.any() {
                 // The plain log through the upstream-compatible gRPC API.
-                get(&name, &client.server).await
+                get(&name, &remote).await
             } else {
-                client::get(&client.server, &name, follow, &filters, output, out).await
+                client::get(&remote, &name, follow, &filters, output, out).await
             }
         }
         Command::Tail {
             name,
             filters,
             client,
-        } => client::tail(&client.server, &name, &filters).await,
-        Command::Push { name, file, client } => push(&name, file, &client.server).await,
+        } => client::tail(&client.remote()?, &name, &filters).await,
+        Command::Push { name, file, client } => push(&name, file, &client.remote()?).await,
     }
 }
 
@@ -199,6 +218,15 @@ async fn check(args: ConfigArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("the {} store is not usable: {e}", backend.provider()))?;
     print_out(&format!("ok: the {} store is usable\n", backend.provider()))?;
+    let authorizer = tekton_results_logs::auth::build(&config.security.auth)
+        .map_err(|e| format!("invalid configuration: {e}"))?;
+    if config.security.auth.is_enabled() {
+        print_out(&format!("ok: {} auth is set up\n", authorizer.mode()))?;
+    }
+    if let Some(files) = &config.security.tls {
+        api::tls::server_config(files).map_err(|e| format!("invalid configuration: {e}"))?;
+        print_out("ok: the TLS certificate and key load\n")?;
+    }
     if config.logs.runs_file.is_some() {
         build_resolver(&config)?;
         print_out("ok: the runs file is readable\n")?;
@@ -348,23 +376,15 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn connect(server: &str) -> Result<tonic::transport::Channel, String> {
-    tonic::transport::Endpoint::from_shared(server.to_owned())
-        .map_err(|e| format!("--server {server:?}: {e}"))?
-        .connect()
-        .await
-        .map_err(|e| format!("connecting to {server}: {e}"))
-}
-
 fn status_message(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
 
-async fn get(name: &str, server: &str) -> Result<(), String> {
-    let mut client = v1alpha3::logs_client::LogsClient::new(connect(server).await?);
-    let request = v1alpha3::GetLogRequest {
+async fn get(name: &str, remote: &client::Remote) -> Result<(), String> {
+    let mut client = v1alpha3::logs_client::LogsClient::new(remote.channel().await?);
+    let request = remote.request(v1alpha3::GetLogRequest {
         name: name.to_owned(),
-    };
+    })?;
     let mut chunks = client
         .get_log(request)
         .await
@@ -383,7 +403,7 @@ async fn get(name: &str, server: &str) -> Result<(), String> {
         .map_err(|e| format!("writing to standard output: {e}"))
 }
 
-async fn push(name: &str, file: Option<PathBuf>, server: &str) -> Result<(), String> {
+async fn push(name: &str, file: Option<PathBuf>, remote: &client::Remote) -> Result<(), String> {
     let input: Box<dyn AsyncRead + Send + Unpin> = match &file {
         Some(path) if path.as_os_str() != "-" => Box::new(
             tokio::fs::File::open(path)
@@ -392,7 +412,7 @@ async fn push(name: &str, file: Option<PathBuf>, server: &str) -> Result<(), Str
         ),
         _ => Box::new(tokio::io::stdin()),
     };
-    let mut client = v1alpha2::logs_client::LogsClient::new(connect(server).await?);
+    let mut client = v1alpha2::logs_client::LogsClient::new(remote.channel().await?);
     let name = name.to_owned();
     let (read_failed, read_error) = tokio::sync::oneshot::channel::<String>();
     let mut read_failed = Some(read_failed);
@@ -422,7 +442,7 @@ async fn push(name: &str, file: Option<PathBuf>, server: &str) -> Result<(), Str
         }
     };
     tokio::select! {
-        summary = client.update_log(messages) => {
+        summary = client.update_log(remote.request(messages)?) => {
             let summary = summary.map_err(|s| status_message(&s))?.into_inner();
             println!("stored {} bytes as {}", summary.bytes_received, summary.record);
             Ok(())

@@ -564,4 +564,102 @@ mod tls {
         assert!(reloaded, "the renewed certificate was never served");
         assert!(with_ca(&first.ca).await.is_err());
     }
+
+    #[tokio::test]
+    async fn the_cli_sends_its_token_and_trusts_its_ca_over_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = pki("cli");
+        let (cert, key, ca) = (
+            dir.path().join("tls.crt"),
+            dir.path().join("tls.key"),
+            dir.path().join("ca.crt"),
+        );
+        std::fs::write(&cert, &pki.cert).unwrap();
+        std::fs::write(&key, &pki.key).unwrap();
+        std::fs::write(&ca, &pki.ca).unwrap();
+        let tokens = token_file(dir.path());
+        let writer = dir.path().join("writer-token");
+        std::fs::write(&writer, "t-writer\n").unwrap();
+        let server = TestServer::start_with([
+            ("TLS_CERT_FILE", cert.to_str().unwrap()),
+            ("TLS_KEY_FILE", key.to_str().unwrap()),
+            ("AUTH_MODE", "tokens"),
+            ("AUTH_TOKENS_FILE", tokens.to_str().unwrap()),
+        ])
+        .await;
+        let https = format!("https://{}", server.addr);
+        let input = dir.path().join("log.txt");
+        std::fs::write(&input, "one\ntwo\n").unwrap();
+        let run = |args: Vec<&str>| {
+            let child = crate::support::spawn_cli(&args);
+            async move { child.wait_with_output().await.unwrap() }
+        };
+        let (ca, writer, input) = (
+            ca.to_str().unwrap(),
+            writer.to_str().unwrap(),
+            input.to_str().unwrap(),
+        );
+        let pushed = run(vec![
+            "push",
+            NAME,
+            input,
+            "--server",
+            &https,
+            "--ca-file",
+            ca,
+            "--token-file",
+            writer,
+        ])
+        .await;
+        assert!(pushed.status.success(), "{pushed:?}");
+        // gRPC over TLS.
+        let got = run(vec![
+            "get",
+            NAME,
+            "--server",
+            &https,
+            "--ca-file",
+            ca,
+            "--token-file",
+            writer,
+        ])
+        .await;
+        assert!(got.status.success(), "{got:?}");
+        assert_eq!(got.stdout, b"one\ntwo\n");
+        // REST over TLS.
+        let got = run(vec![
+            "get",
+            "-o",
+            "ndjson",
+            NAME,
+            "--server",
+            &https,
+            "--ca-file",
+            ca,
+            "--token-file",
+            writer,
+        ])
+        .await;
+        assert!(got.status.success(), "{got:?}");
+        assert_eq!(String::from_utf8_lossy(&got.stdout).lines().count(), 2);
+        // No token: the server's refusal, said plainly.
+        let refused = run(vec!["get", NAME, "--server", &https, "--ca-file", ca]).await;
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("Unauthenticated") && stderr.contains("bearer token"),
+            "{stderr}"
+        );
+        // Without the CA the server is not trusted.
+        let untrusted = run(vec![
+            "get",
+            NAME,
+            "--server",
+            &https,
+            "--token-file",
+            writer,
+        ])
+        .await;
+        assert!(!untrusted.status.success());
+    }
 }
