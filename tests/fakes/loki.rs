@@ -24,8 +24,24 @@
 //!   `ts + delay_for` has passed, one stream object per entry, at most 100 entries per frame, pings
 //!   every second, close 1011 after the max duration, a 10-frame buffer whose overflow is reported
 //!   (at most 1000 items) in `dropped_entries` with the next frame that has an entry;
-//! - `auth_enabled` tenancy (401 `no org id`, per-tenant stores, tenant ID validation), injected
-//!   failures (`fail_next`, optionally with `Retry-After`), a controllable clock, a request log.
+//! - `auth_enabled` tenancy (401 `no org id`, per-tenant stores, tenant ID validation), a
+//!   controllable clock, a request log;
+//! - injected faults ([`FakeLoki::inject`], at a chosen request of a path: after `skip` matching
+//!   requests, for the next `n`), as Loki and the proxies in front of it misbehave:
+//!   - [`Fault::Status`]: an error status with a plain-text body, optionally with `Retry-After`
+//!     (Loki never sends it; gateways and proxies do, in seconds or as an HTTP date); the
+//!     shorthands `fail_next` and `fail_next_on` inject it at once;
+//!   - [`Fault::CutBody`]: the real answer's head, then the connection closes part-way through
+//!     its chunked body (a querier or proxy dying mid-stream: the client sees a broken body);
+//!   - [`Fault::TruncatedBody`]: the real answer cut short but sent as a complete HTTP message
+//!     (a proxy ending a close-delimited body early or re-framing a cut answer: only the JSON
+//!     shows it);
+//!   - [`Fault::ForeignBody`]: 200 with a body that is not Loki's (an authenticating proxy's
+//!     sign-in page after a followed redirect, an HTML error page);
+//!   - [`Fault::Delay`]: the real answer, late (a slow querier; a slow first byte);
+//! - tails dropped after a number of frames ([`FakeLoki::drop_tails_after`]): abruptly, with no
+//!   close frame (a proxy's idle timeout, a restarted querier), or with Loki's close 1011
+//!   `all ingesters closed the connection`.
 //!
 //! # Known differences from the real Loki
 //! - LogQL: only log queries with stream selectors, line filters `|=` `!=` `|~` `!~` (no `or`),
@@ -83,14 +99,15 @@
 //!   are still delivered. A slow reader is simulated with [`FakeLoki::stall_tails_after`] (the
 //!   fake stops reading its 10-frame buffer, and sends no pings while stalled) instead of a full
 //!   TCP window; at most 10,000 not-yet-due entries are held per tail (more are dropped and
-//!   reported). No `all ingesters closed the connection` close, and the legacy `/api/prom/tail`
-//!   is not served.
+//!   reported). The `all ingesters closed the connection` close comes only when injected
+//!   ([`FakeLoki::drop_tails_after`]), and the legacy `/api/prom/tail` is not served.
 //! - Multi-tenant queries (`X-Scope-OrgID: a|b`) always answer 500 `multiple org IDs present`
 //!   (multi-tenant queries disabled, Loki's default). No label-name/label-value cache semantics,
 //!   `/loki/api/v1/labels` and friends look at stored entries in the time range (Loki's index is
 //!   coarser, by chunk).
 //! - `/loki/api/v1/query` (instant) only answers the log-selector 400 and parse errors; metric
-//!   instant queries are 501. `fail_next` rules are not tenant-aware.
+//!   instant queries are 501. Injected faults are not tenant-aware; a cut or truncated body is
+//!   cut at a byte offset, not where a real stream would break (between writes).
 //! - Tail frames hold the entries that are due when the fake's pump runs (all entries of one push
 //!   normally arrive in one frame of at most 100). After a stall, exactly the 10 buffered frames
 //!   are delivered (a real reader also drains frames held in TCP buffers: capture 26 got 14).
@@ -341,6 +358,7 @@ impl FakeLoki {
             .expect("fake loki: FakeLoki::start must run inside a tokio runtime");
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (stall_tx, _) = watch::channel(StallCtl::default());
+        let (drop_tx, _) = watch::channel(DropCtl::default());
         let clock = match config.now_ns {
             Some(ns) => Clock::Frozen(ns),
             None => Clock::Real,
@@ -352,6 +370,7 @@ impl FakeLoki {
             requests: Mutex::new(VecDeque::new()),
             failures: Mutex::new(VecDeque::new()),
             stall: stall_tx,
+            tail_drop: drop_tx,
             shutdown: shutdown_rx.clone(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
@@ -467,16 +486,34 @@ impl FakeLoki {
         body: &str,
         retry_after: Option<String>,
     ) {
+        let fault = Fault::Status {
+            status,
+            body: body.to_string(),
+            retry_after,
+        };
+        self.inject(path_suffix, 0, n, fault);
+    }
+    /// Answers `n` requests whose path (prefix removed) ends with `path_suffix` with `fault`,
+    /// after letting the next `skip` such requests through untouched: a fault at a chosen point
+    /// of a paged read. Rules are used in the order they were added; a request counts towards
+    /// the first rule that matches its path only.
+    pub fn inject(&self, path_suffix: &str, skip: usize, n: usize, fault: Fault) {
         if n == 0 {
             return;
         }
         lock(&self.shared.failures).push_back(FailRule {
             path_suffix: path_suffix.to_string(),
+            skip,
             remaining: n,
-            status,
-            body: body.to_string(),
-            retry_after,
+            fault,
         });
+    }
+    /// Requests still to be answered by the injected rules (skipped ones included).
+    pub fn pending_faults(&self) -> usize {
+        lock(&self.shared.failures)
+            .iter()
+            .map(|r| r.skip + r.remaining)
+            .sum()
     }
     pub fn clear_failures(&self) {
         lock(&self.shared.failures).clear();
@@ -495,6 +532,22 @@ impl FakeLoki {
         self.shared.stall.send_modify(|s| {
             s.generation += 1;
             s.after = None;
+        });
+    }
+    /// Ends every open (and later) tail once it has sent `frames` more text frames, as `how`
+    /// says: as a proxy's idle timeout or a restarted querier does (no close frame), or as
+    /// Loki does when its ingesters go away (close 1011). Lasts until [`FakeLoki::keep_tails`].
+    pub fn drop_tails_after(&self, frames: u64, how: TailDrop) {
+        self.shared.tail_drop.send_modify(|d| {
+            d.generation += 1;
+            d.after = Some((frames, how));
+        });
+    }
+    /// Tails are no longer dropped.
+    pub fn keep_tails(&self) {
+        self.shared.tail_drop.send_modify(|d| {
+            d.generation += 1;
+            d.after = None;
         });
     }
     /// Number of tail websockets currently registered.
@@ -610,6 +663,7 @@ struct Shared {
     requests: Mutex<VecDeque<RecordedRequest>>,
     failures: Mutex<VecDeque<FailRule>>,
     stall: watch::Sender<StallCtl>,
+    tail_drop: watch::Sender<DropCtl>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -619,18 +673,60 @@ enum Clock {
     Frozen(i64),
 }
 
+/// How an injected rule answers a request (see [`FakeLoki::inject`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// `status` with `body` as `text/plain; charset=utf-8`, plus `Retry-After` when given:
+    /// Loki's own refusals (429 `too many outstanding requests`, 500, 504) and a gateway's
+    /// (502, 503).
+    Status {
+        status: u16,
+        body: String,
+        retry_after: Option<String>,
+    },
+    /// The real answer's status and headers, then the connection is closed after the share
+    /// `keep` (0 to 1) of its body: a querier or a proxy that dies while streaming. The body is
+    /// chunked, as Loki streams its JSON, and lacks its last chunk: a client sees it break.
+    CutBody { keep: f64 },
+    /// The real answer's status and headers with its body cut to `keep` (0 to 1) of its bytes,
+    /// sent as a complete HTTP message: a proxy that ends a close-delimited body early, or
+    /// buffers a cut answer and sends it with its own `Content-Length`. Only the JSON shows it.
+    TruncatedBody { keep: f64 },
+    /// 200 with a body that is not Loki's: the sign-in page of an authenticating proxy (a
+    /// redirect followed to it), a captive portal, an HTML error page.
+    ForeignBody { content_type: String, body: String },
+    /// The real answer, after a delay: a slow querier (the first byte comes late).
+    Delay(Duration),
+}
+
+/// How [`FakeLoki::drop_tails_after`] ends a tail.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TailDrop {
+    /// The TCP connection is closed with no websocket close frame.
+    Abrupt,
+    /// A close frame 1011 `all ingesters closed the connection`, as Loki sends when the
+    /// ingesters it tails through stop (a rollout).
+    IngestersClosed,
+}
+
 struct FailRule {
     path_suffix: String,
+    /// Matching requests still to let through before the fault applies.
+    skip: usize,
     remaining: usize,
-    status: u16,
-    body: String,
-    retry_after: Option<String>,
+    fault: Fault,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct StallCtl {
     generation: u64,
     after: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct DropCtl {
+    generation: u64,
+    after: Option<(u64, TailDrop)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -677,27 +773,93 @@ impl Shared {
             t.notify.notify_one();
         }
     }
-    fn take_failure(&self, route: &str) -> Option<Response> {
+    /// The fault for a request to `route`, if a rule has one for it now.
+    fn take_fault(&self, route: &str) -> Option<Fault> {
         let mut rules = lock(&self.failures);
         let idx = rules
             .iter()
             .position(|r| r.remaining > 0 && route.ends_with(&r.path_suffix))?;
         let rule = &mut rules[idx];
-        rule.remaining -= 1;
-        let mut resp = text_response(
-            StatusCode::from_u16(rule.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            &rule.body,
-            false,
-        );
-        if let Some(ra) = &rule.retry_after {
-            if let Ok(v) = HeaderValue::from_str(ra) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if rule.skip > 0 {
+            rule.skip -= 1;
+            return None;
         }
+        rule.remaining -= 1;
+        let fault = rule.fault.clone();
         if rule.remaining == 0 {
             rules.remove(idx);
         }
-        Some(resp)
+        Some(fault)
+    }
+}
+
+/// How many bytes of `body` a cut keeping `keep` (0 to 1) of it keeps: always fewer than its
+/// content (trailing white space aside), so a cut JSON answer is never whole.
+fn cut_point(body: &[u8], keep: f64) -> usize {
+    let content = body.trim_ascii_end().len();
+    let at = (content as f64 * keep.clamp(0.0, 1.0)) as usize;
+    at.min(content.saturating_sub(1))
+}
+
+/// `response` (the real answer) as `fault` changes it, after its delay if it has one.
+async fn apply_fault(
+    fault: Fault,
+    response: impl std::future::Future<Output = Response>,
+) -> Response {
+    match fault {
+        Fault::Status {
+            status,
+            body,
+            retry_after,
+        } => {
+            let mut resp = text_response(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                &body,
+                false,
+            );
+            if let Some(v) = retry_after.and_then(|ra| HeaderValue::from_str(&ra).ok()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+        Fault::ForeignBody { content_type, body } => {
+            let mut resp = Response::new(Body::from(body));
+            if let Ok(v) = HeaderValue::from_str(&content_type) {
+                resp.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            resp
+        }
+        Fault::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            response.await
+        }
+        Fault::CutBody { keep } | Fault::TruncatedBody { keep } => {
+            let resp = response.await;
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                return resp;
+            }
+            let (mut parts, body) = resp.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let kept = bytes.slice(..cut_point(&bytes, keep));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let body = if matches!(fault, Fault::CutBody { .. }) {
+                let cut = std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "fake loki: connection cut mid-body",
+                );
+                // The head and the kept bytes go out before the connection breaks.
+                let broken = futures::stream::once(async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Err(cut)
+                });
+                Body::from_stream(futures::stream::iter([Ok(kept)]).chain(broken))
+            } else {
+                Body::from(kept)
+            };
+            Response::from_parts(parts, body)
+        }
     }
 }
 
@@ -1089,7 +1251,7 @@ impl Req {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => b,
         Err(_) => {
@@ -1148,14 +1310,12 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     } else if path == "/ready" {
         path.clone()
     } else {
-        if let Some(resp) = shared.take_failure(&path) {
-            return resp;
-        }
-        return not_found();
+        return match shared.take_fault(&path) {
+            Some(fault) => apply_fault(fault, async { not_found() }).await,
+            None => not_found(),
+        };
     };
-    if let Some(resp) = shared.take_failure(&route) {
-        return resp;
-    }
+    let fault = shared.take_fault(&route);
     let req = Req {
         method: parts.method.clone(),
         route,
@@ -1164,6 +1324,20 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         form,
         body,
     };
+    let answer = answer(shared, cfg, req, parts);
+    match fault {
+        Some(fault) => apply_fault(fault, answer).await,
+        None => answer.await,
+    }
+}
+
+/// The answer to a request, as Loki would give it.
+async fn answer(
+    shared: Arc<Shared>,
+    cfg: FakeLokiConfig,
+    req: Req,
+    mut parts: axum::http::request::Parts,
+) -> Response {
     let is_get_or_post = req.method == Method::GET || req.method == Method::POST;
     match req.route.as_str() {
         "/ready" => text_response(StatusCode::OK, "ready", true),
@@ -2600,6 +2774,8 @@ impl Drop for TailGuard {
 type WsSink = futures::stream::SplitSink<WebSocket, Message>;
 type WsStream = futures::stream::SplitStream<WebSocket>;
 
+/// Closes with code 1011 (Loki's code for every server-side end), then waits up to 1 s for the
+/// client's close frame.
 async fn close_with(sink: &mut WsSink, stream: &mut WsStream, reason: &str) {
     let frame = CloseFrame {
         code: 1011,
@@ -2717,6 +2893,9 @@ async fn tail_session(setup: TailSetup, socket: WebSocket) {
     let mut stall = shared.stall.subscribe();
     let mut seen_generation = stall.borrow().generation;
     let mut frames_since_stall = 0u64;
+    let mut drops = shared.tail_drop.subscribe();
+    let mut drop_generation = drops.borrow().generation;
+    let mut frames_since_drop = 0u64;
     let mut ping = tokio::time::interval_at(
         tokio::time::Instant::now() + Duration::from_secs(1),
         Duration::from_secs(1),
@@ -2731,6 +2910,31 @@ async fn tail_session(setup: TailSetup, socket: WebSocket) {
             frames_since_stall = 0;
         }
         let stalled = ctl.after.is_some_and(|n| frames_since_stall >= n);
+        let drop_now = {
+            let drop_ctl = drops.borrow_and_update();
+            if drop_ctl.generation != drop_generation {
+                drop_generation = drop_ctl.generation;
+                frames_since_drop = 0;
+            }
+            match &drop_ctl.after {
+                Some((n, how)) if frames_since_drop >= *n => Some(how.clone()),
+                _ => None,
+            }
+        };
+        match drop_now {
+            Some(TailDrop::Abrupt) => break,
+            Some(TailDrop::IngestersClosed) => {
+                drop(guard.take());
+                close_with(
+                    &mut sink,
+                    &mut stream,
+                    "all ingesters closed the connection",
+                )
+                .await;
+                break;
+            }
+            None => {}
+        }
         tokio::select! {
             frame = rx.recv(), if !stalled => {
                 let Some(frame) = frame else { break };
@@ -2739,6 +2943,7 @@ async fn tail_session(setup: TailSetup, socket: WebSocket) {
                     break;
                 }
                 frames_since_stall += 1;
+                frames_since_drop += 1;
             }
             _ = ping.tick(), if !stalled => {
                 if sink.send(Message::Ping(Bytes::new())).await.is_err() {
@@ -2757,6 +2962,7 @@ async fn tail_session(setup: TailSetup, socket: WebSocket) {
                 }
             }
             _ = stall.changed() => {}
+            _ = drops.changed() => {}
             _ = wait_stopped(&mut shutdown) => break,
         }
     }

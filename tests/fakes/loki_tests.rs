@@ -1742,6 +1742,63 @@ async fn knobs_fail_next_request_log_and_prefix() {
     assert_eq!(loki.entry_count(), 1);
 }
 
+#[tokio::test]
+async fn injected_faults_apply_at_their_request_and_spoil_the_real_answer() {
+    let loki = seeded().await;
+    let params = [("query", NS_QUERY), ("start", B_S), ("end", B60_S)];
+    let whole = query(&loki, &params).await.body;
+    let qr = "/loki/api/v1/query_range";
+    // One request let through, then a cut body: the head is the real one, the body breaks.
+    loki.inject(qr, 1, 1, Fault::CutBody { keep: 0.5 });
+    loki.inject(qr, 0, 1, Fault::TruncatedBody { keep: 0.5 });
+    loki.inject(
+        qr,
+        0,
+        1,
+        Fault::ForeignBody {
+            content_type: "text/html".into(),
+            body: "<html>sign in</html>".into(),
+        },
+    );
+    loki.inject(qr, 0, 1, Fault::Delay(Duration::from_millis(50)));
+    assert_eq!(loki.pending_faults(), 5);
+    assert_eq!(query(&loki, &params).await.body, whole);
+    let url = format!("{}{qr}", loki.url());
+    let cut = reqwest::Client::new()
+        .get(&url)
+        .query(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cut.status(), 200);
+    assert!(cut.headers().get("content-length").is_none(), "chunked");
+    assert!(cut.bytes().await.is_err(), "the body breaks off");
+    let truncated = query(&loki, &params).await;
+    assert_eq!(
+        (truncated.status, truncated.body.len()),
+        (200, whole.trim_end().len() / 2)
+    );
+    assert!(whole.starts_with(&truncated.body));
+    let foreign = query(&loki, &params).await;
+    assert_eq!(
+        (
+            foreign.status,
+            foreign.content_type.as_str(),
+            foreign.body.as_str()
+        ),
+        (200, "text/html", "<html>sign in</html>")
+    );
+    assert_eq!(query(&loki, &params).await.body, whole, "late, not changed");
+    assert_eq!(loki.pending_faults(), 0);
+    // Other paths do not count towards a rule of one path.
+    loki.inject(qr, 0, 1, Fault::TruncatedBody { keep: 0.0 });
+    assert_eq!(
+        get(&loki, "/loki/api/v1/labels", &params, &[]).await.status,
+        200
+    );
+    assert_eq!(query(&loki, &params).await.body, "");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tail
 // ---------------------------------------------------------------------------------------------
@@ -2537,4 +2594,47 @@ async fn extreme_parameters_do_not_panic() {
         r.body,
         "couldn't parse labels: 1:2: parse error: unexpected character inside braces: '\u{e9}'\n"
     );
+}
+
+#[tokio::test]
+async fn dropped_tails_end_after_their_frames_abruptly_or_with_1011() {
+    let loki = FakeLoki::start(FakeLokiConfig {
+        now_ns: Some(NOW),
+        ..Default::default()
+    });
+    let labels = [("kubernetes_pod_name", "build-app-run-x7k2p-tail-pod")];
+    let url = tail_url(&loki, TAIL_POD_QUERY, &format!("&start={NOW}"));
+    for how in [TailDrop::Abrupt, TailDrop::IngestersClosed] {
+        loki.drop_tails_after(2, how.clone());
+        let mut ws = open_tail(&url, &[]).await;
+        while loki.active_tails() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut pings = 0;
+        for i in 0..2 {
+            loki.push_lines(&labels, &[(NOW - S + i, &format!("{how:?} {i}"))]);
+            let frame = next_text(&mut ws, &mut pings).await;
+            assert_eq!(frame["streams"][0]["values"][0][1], format!("{how:?} {i}"));
+        }
+        match how {
+            TailDrop::Abrupt => {
+                let end = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                    .await
+                    .expect("the tail ends");
+                assert!(
+                    matches!(end, None | Some(Err(_))),
+                    "no close frame: {end:?}"
+                );
+            }
+            TailDrop::IngestersClosed => {
+                let (code, reason) = close_of(&mut ws).await;
+                assert_eq!(code, CloseCode::Error);
+                assert_eq!(reason, "all ingesters closed the connection");
+            }
+        }
+        loki.keep_tails();
+        while loki.active_tails() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
