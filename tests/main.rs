@@ -25,6 +25,10 @@ mod bad_input;
 mod cli;
 /// Followers of one run share one upstream tail; a slow one loses nothing.
 mod fanout;
+/// Faults injected into Loki (5xx bursts, 429 storms, slow, cut or foreign
+/// answers, dropped tails) and the Results database (a restart): every client
+/// gets every line once, in order, or an explicit error.
+mod faults;
 /// Upload then read back byte for byte over gRPC (v1alpha2, v1alpha3) and REST.
 mod get_log_compat;
 /// The product's own gRPC API: records, cursors, filters, follow.
