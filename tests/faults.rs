@@ -760,7 +760,6 @@ async fn http10_read(server: &TestServer, log: &str) -> Outcome {
 /// read fails after the first byte, only an abortive close (a reset) tells it
 /// the log is incomplete; an orderly close reads as the whole log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the REST front end ends a failed HTTP/1.0 body with an orderly close: a silent truncation"]
 async fn an_http10_body_cut_by_an_error_does_not_end_cleanly() {
     let rig = Rig::start(&[]).await;
     let start = parse_rfc3339_ns("2026-11-25T09:00:01Z").unwrap();

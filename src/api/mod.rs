@@ -4,6 +4,7 @@
 //! `/healthz`; HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) are both
 //! accepted.
 
+mod abort;
 pub mod cursor;
 pub mod encode;
 pub mod grpc;
@@ -121,6 +122,7 @@ pub async fn router(
     );
     router = grpc_route(router, reflection_v1alpha);
     http::routes(logs)
+        .layer(axum::middleware::from_fn(abort::reset_broken_http10))
         .merge(router.layer(axum::middleware::from_fn(require_http2)))
         .fallback(http::fallback)
 }
@@ -196,10 +198,13 @@ pub async fn serve(
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "setting TCP_NODELAY failed");
         }
+        let abort = abort::Abort::default();
+        let tcp = abort::AbortableTcp::new(tcp, abort.clone());
         let service = TowerToHyperService::new(router.clone().map_request(
             move |request: Request<hyper::body::Incoming>| {
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(Peer(peer));
+                request.extensions_mut().insert(abort.clone());
                 request
             },
         ));
