@@ -338,6 +338,7 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
         tls,
         header_timeout: config.security.limits.header_timeout,
         grace: config.server.shutdown_timeout,
+        max_connections: config.security.limits.max_connections,
     };
     api::serve(listener, router, shutdown_signal(), stopping, options)
         .await

@@ -17,6 +17,7 @@ use super::logs::PageStream;
 use super::status::{ApiError, ErrorCode};
 use crate::auth::{Authorizer, Credentials, Identity, Verb};
 use crate::config::Limits;
+use crate::record::Page;
 use crate::telemetry::names;
 
 /// Seconds a refused stream is told to wait before trying again.
@@ -146,16 +147,16 @@ impl Guard {
         })
     }
 
-    /// Whether the service is shutting down.
-    pub fn stopping(&self) -> bool {
-        *self.stopping.borrow()
-    }
-
     /// `pages`, holding `slot` until it ends, ended with DeadlineExceeded
     /// past its time limit (`LOGS_MAX_FOLLOW_DURATION` for a follow,
     /// `LOGS_READ_TIMEOUT` otherwise) and, for a follow, with Unavailable
     /// when the service shuts down (a read of history is let finish within
     /// the shutdown timeout).
+    ///
+    /// The pages are read by a task of their own, a page ahead at most, so
+    /// that the limits hold for a client that has stopped reading too: its
+    /// slot and the store's stream go when the limit passes, and the client,
+    /// if it ever reads on, finds its response cut with the reason.
     pub fn bound(&self, pages: PageStream, slot: Slot, follow: bool) -> PageStream {
         let limit = if follow {
             self.limits.max_follow
@@ -163,23 +164,54 @@ impl Guard {
             self.limits.read_timeout
         };
         let mut stopping = self.stopping.clone();
-        async_stream::try_stream! {
+        // `None` is the end the pages said; a channel closed without it was
+        // cut, for the reason left in `cut`.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<Result<Page, ApiError>>>(1);
+        let cut = Arc::new(Mutex::new(None::<ApiError>));
+        let why = cut.clone();
+        tokio::spawn(async move {
             let _slot = slot;
             let mut pages = pages;
             let deadline = tokio::time::sleep(limit);
             tokio::pin!(deadline);
+            let stop = |reason: ApiError| {
+                *why.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+            };
             loop {
-                let page = tokio::select! {
+                let next = tokio::select! {
                     biased;
-                    () = &mut deadline => Some(Err(too_long(follow, limit))),
-                    Ok(_) = stopping.wait_for(|stop| *stop), if follow => Some(Err(shutting_down())),
+                    () = tx.closed() => return,
+                    () = &mut deadline => return stop(too_long(follow, limit)),
+                    Ok(_) = stopping.wait_for(|stop| *stop), if follow => return stop(shutting_down()),
                     page = pages.next() => page,
                 };
-                match page {
-                    Some(page) => yield page?,
-                    None => break,
+                let last = !matches!(next, Some(Ok(_)));
+                tokio::select! {
+                    biased;
+                    () = &mut deadline => return stop(too_long(follow, limit)),
+                    Ok(_) = stopping.wait_for(|stop| *stop), if follow => return stop(shutting_down()),
+                    sent = tx.send(next) => if sent.is_err() { return },
+                }
+                if last {
+                    return;
                 }
             }
+        });
+        async_stream::stream! {
+            while let Some(item) = rx.recv().await {
+                match item {
+                    None => return,
+                    Some(Ok(page)) => yield Ok(page),
+                    Some(Err(e)) => {
+                        yield Err(e);
+                        return;
+                    }
+                }
+            }
+            let reason = cut.lock().unwrap_or_else(|p| p.into_inner()).take();
+            yield Err(reason.unwrap_or_else(|| {
+                ApiError::new(ErrorCode::Internal, "the log stream stopped before its end")
+            }));
         }
         .boxed()
     }
@@ -268,5 +300,78 @@ mod tests {
         let mut read = guard.bound(futures::stream::pending().boxed(), slot, false);
         let e = read.next().await.unwrap().unwrap_err();
         assert_eq!(e.code, ErrorCode::DeadlineExceeded);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_loses_its_slot_at_the_limit() {
+        let (_tx, rx) = watch::channel(false);
+        let limits = Limits {
+            read_timeout: Duration::from_millis(50),
+            ..Limits::default()
+        };
+        let guard = Guard::new(Arc::new(crate::auth::AllowAll), limits, rx);
+        let endless = futures::stream::repeat_with(|| {
+            Ok(Page {
+                records: Vec::new(),
+            })
+        })
+        .boxed();
+        let slot = guard.slot(&who("a")).unwrap();
+        let mut read = guard.bound(endless, slot, false);
+        // Not read at all: the slot still goes once the limit passes.
+        let mut freed = false;
+        for _ in 0..200 {
+            if guard.counts.lock().unwrap().total == 0 {
+                freed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(freed, "the slot of a stalled read was kept past its limit");
+        // Reading on gets what was handed over, then the reason.
+        let mut pages = 0;
+        let error = loop {
+            match read.next().await.expect("a cut read ends with an error") {
+                Ok(_) => pages += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            pages <= 1,
+            "{pages} pages were buffered for a stalled reader"
+        );
+        assert_eq!(error.code, ErrorCode::DeadlineExceeded);
+    }
+
+    #[tokio::test]
+    async fn a_clean_end_stays_clean_and_a_gone_client_frees_its_slot() {
+        let guard = Guard::open();
+        let two = futures::stream::iter([
+            Ok(Page {
+                records: Vec::new(),
+            }),
+            Ok(Page {
+                records: Vec::new(),
+            }),
+        ])
+        .boxed();
+        let slot = guard.slot(&who("a")).unwrap();
+        let read: Vec<_> = guard.bound(two, slot, false).collect().await;
+        assert_eq!(read.len(), 2);
+        assert!(read.iter().all(Result::is_ok));
+
+        let slot = guard.slot(&who("a")).unwrap();
+        let waiting = guard.bound(futures::stream::pending().boxed(), slot, true);
+        assert_eq!(guard.counts.lock().unwrap().total, 1);
+        drop(waiting);
+        let mut freed = false;
+        for _ in 0..200 {
+            if guard.counts.lock().unwrap().total == 0 {
+                freed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(freed, "a follow whose client left kept its slot");
     }
 }

@@ -18,6 +18,7 @@ pub mod tls;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,12 +154,20 @@ pub struct ServeOptions {
     pub header_timeout: Duration,
     /// How long requests in flight may run on after the shutdown signal.
     pub grace: Duration,
+    /// The most connections served at once; more wait to be accepted.
+    pub max_connections: usize,
 }
+
+/// A connection's byte stream, plaintext or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// Serves `router` on `listener` until `shutdown` completes. Then it stops
 /// accepting, tells follows to end (`stopping`), lets the other requests
-/// in flight finish for at most `options.grace`, and returns (which closes
-/// what is left).
+/// in flight finish for at most `options.grace`, and closes what is left.
+/// A connection that brings no request within `options.header_timeout` is
+/// closed.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -179,7 +188,15 @@ pub async fn serve(
     let acceptor = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections));
     loop {
+        while connections.try_join_next().is_some() {}
+        // At the most connections, wait for one to end before accepting.
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -200,8 +217,11 @@ pub async fn serve(
         }
         let abort = abort::Abort::default();
         let tcp = abort::AbortableTcp::new(tcp, abort.clone());
+        let started = Arc::new(AtomicBool::new(false));
+        let first = started.clone();
         let service = TowerToHyperService::new(router.clone().map_request(
             move |request: Request<hyper::body::Incoming>| {
+                first.store(true, Ordering::Relaxed);
                 let mut request = request.map(Body::new);
                 request.extensions_mut().insert(Peer(peer));
                 request.extensions_mut().insert(abort.clone());
@@ -211,35 +231,44 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
-        let handshake_timeout = options.header_timeout;
-        tokio::spawn(async move {
-            match acceptor {
-                None => {
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
-                    if let Err(error) = watcher.watch(connection).await {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
-                }
+        let first_request = options.header_timeout;
+        connections.spawn(async move {
+            let _permit = permit;
+            let io: Box<dyn Io> = match acceptor {
+                None => Box::new(tcp),
                 Some(acceptor) => {
-                    let stream =
-                        match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(error)) => {
-                                tracing::debug!(%peer, %error, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let connection =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(error) = watcher.watch(connection).await {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    match tokio::time::timeout(first_request, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => Box::new(stream),
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
                     }
                 }
+            };
+            let connection =
+                watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+            tokio::pin!(connection);
+            // A connection must bring its first request in time (hyper's
+            // header timeout starts only once it knows the protocol).
+            let ended = tokio::select! {
+                result = &mut connection => Some(result),
+                () = tokio::time::sleep(first_request) => None,
+            };
+            let result = match ended {
+                Some(result) => result,
+                None if started.load(Ordering::Relaxed) => connection.await,
+                None => {
+                    tracing::debug!(%peer, "no request in time; closing the connection");
+                    return;
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
     }
@@ -256,5 +285,6 @@ pub async fn serve(
             );
         }
     }
+    connections.abort_all();
     Ok(())
 }

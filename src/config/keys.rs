@@ -232,8 +232,13 @@ pub const TLS_KEY_FILE: &str = "TLS_KEY_FILE";
 /// auth. Default `false`.
 pub const SERVER_ALLOW_INSECURE: &str = "SERVER_ALLOW_INSECURE";
 
-/// Seconds a client has to send a request's headers. Default `30`.
+/// Seconds a client has for its TLS handshake, its first request and a
+/// request's headers. Default `30`.
 pub const SERVER_HEADER_TIMEOUT: &str = "SERVER_HEADER_TIMEOUT";
+
+/// The most connections served at once; more wait to be accepted. Default
+/// `50000`.
+pub const SERVER_MAX_CONNECTIONS: &str = "SERVER_MAX_CONNECTIONS";
 
 /// Concurrent log streams in all; more get 429 / ResourceExhausted.
 /// Default `10000`.
@@ -315,6 +320,7 @@ pub const ALL: &[&str] = &[
     LOGS_MAX_FOLLOW_DURATION,
     LOGS_MAX_UPLOAD_BYTES,
     SERVER_HEADER_TIMEOUT,
+    SERVER_MAX_CONNECTIONS,
 ];
 
 /// How the default of [`LOGS_PATH`] is chosen, for docs and `--help`.

@@ -57,9 +57,11 @@ pub struct Limits {
     pub max_follow: Duration,
     /// The most bytes one upload may store (`LOGS_MAX_UPLOAD_BYTES`).
     pub max_upload_bytes: u64,
-    /// How long a client has to send a request's headers
-    /// (`SERVER_HEADER_TIMEOUT`).
+    /// How long a client has for its TLS handshake, its first request and
+    /// a request's headers (`SERVER_HEADER_TIMEOUT`).
     pub header_timeout: Duration,
+    /// The most connections served at once (`SERVER_MAX_CONNECTIONS`).
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +73,7 @@ impl Default for Limits {
             max_follow: Duration::from_secs(24 * 3600),
             max_upload_bytes: 1 << 30,
             header_timeout: Duration::from_secs(30),
+            max_connections: 50_000,
         }
     }
 }
@@ -275,6 +278,12 @@ fn limits(raw: &RawConfig) -> Result<Limits> {
                 }
             })?,
             header_timeout: field(raw, keys::SERVER_HEADER_TIMEOUT, "30", parse_seconds)?,
+            max_connections: field(
+                raw,
+                keys::SERVER_MAX_CONNECTIONS,
+                "50000",
+                count(1, 10_000_000),
+            )?,
         };
     if limits.max_streams_per_caller > limits.max_streams {
         return Err(Error::Invalid {
@@ -339,13 +348,14 @@ impl Security {
         let l = &self.limits;
         format!(
             "{} streams, {} per caller; reads {} s, follows {} s; uploads up to {} bytes; \
-             headers within {} s",
+             requests within {} s; {} connections",
             l.max_streams,
             l.max_streams_per_caller,
             l.read_timeout.as_secs(),
             l.max_follow.as_secs(),
             l.max_upload_bytes,
-            l.header_timeout.as_secs()
+            l.header_timeout.as_secs(),
+            l.max_connections
         )
     }
 }
