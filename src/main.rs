@@ -223,6 +223,13 @@ async fn check(args: ConfigArgs) -> Result<(), String> {
     if config.security.auth.is_enabled() {
         print_out(&format!("ok: {} auth is set up\n", authorizer.mode()))?;
     }
+    if !config.server.host.is_loopback() && !config.security.auth.is_enabled() {
+        print_out(&format!(
+            "warning: auth is off on {}, an address others can reach: anyone who connects \
+             may read, upload and delete every log\n",
+            config.server.host
+        ))?;
+    }
     if let Some(files) = &config.security.tls {
         api::tls::server_config(files).map_err(|e| format!("invalid configuration: {e}"))?;
         print_out("ok: the TLS certificate and key load\n")?;

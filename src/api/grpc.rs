@@ -51,11 +51,7 @@ fn credentials<T>(request: &Request<T>) -> Credentials {
         .metadata()
         .get("authorization")
         .map(|v| v.as_encoded_bytes());
-    let peer = request
-        .extensions()
-        .get::<super::Peer>()
-        .map(|peer| peer.0.ip());
-    Credentials::from_authorization(value, peer)
+    super::credentials(value, request.extensions().get::<super::Peer>())
 }
 
 async fn get_log<T>(
@@ -125,12 +121,15 @@ impl v1alpha2::logs_server::Logs for LogsV1alpha2 {
     ) -> Result<Response<v1alpha2::LogSummary>, Status> {
         let idle = self.logs.settings().upload_idle_timeout;
         let credentials = credentials(&request);
+        // Who the caller is, before waiting for the message that says what
+        // they want.
+        self.logs.guard().authenticate(&credentials).await?;
         let mut messages = request.into_inner();
         let first = next_message(&mut messages, idle).await?.ok_or_else(|| {
             ApiError::invalid("UpdateLog received no message; the first one must name the log")
         })?;
         let name = LogName::parse(&first.name).map_err(ApiError::from)?;
-        let _slot = self.logs.admit_upload(&credentials, &name).await?;
+        let slot = self.logs.admit_upload(&credentials, &name).await?;
         let broken = Arc::new(Mutex::new(None));
         let upload = Upload {
             name: name.clone(),
@@ -139,7 +138,7 @@ impl v1alpha2::logs_server::Logs for LogsV1alpha2 {
             broken: broken.clone(),
         };
         let data = upload_bytes(upload, first.data, messages);
-        let summary = match self.logs.store(&name, data).await {
+        let summary = match self.logs.store(&slot, &name, data).await {
             Ok(summary) => summary,
             Err(e) => {
                 // A broken request stream keeps its own status (cancelled,
@@ -177,10 +176,21 @@ async fn next_message(
     match tokio::time::timeout(idle, messages.message()).await {
         Ok(message) => message,
         Err(_) => Err(Status::deadline_exceeded(format!(
-            "no UpdateLog message for {} s; the upload was aborted and nothing was stored",
+            "no UpdateLog message for {} s; the upload was aborted",
             idle.as_secs()
         ))),
     }
+}
+
+/// An upload's abort: `status` is left in `broken` for the call's answer,
+/// and the store gets the error.
+fn aborted(name: &str, broken: &Mutex<Option<Status>>, status: Status) -> backend::Error {
+    let error = backend::Error::UploadAborted {
+        name: name.to_owned(),
+        message: status.message().to_owned(),
+    };
+    *broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+    error
 }
 
 /// What an upload may be.
@@ -198,7 +208,8 @@ struct Upload {
 /// The data of an UpdateLog stream, as it arrives. Every message must name
 /// the same log as the first (an empty name means the same log); anything
 /// else, a broken stream, an idle one or one longer than allowed aborts the
-/// upload (nothing is stored). A stream error's status is left in `broken`
+/// upload (the local store keeps nothing of it; Loki keeps the batches
+/// already pushed). A stream error's status is left in `broken`
 /// for the caller to answer with.
 fn upload_bytes(
     upload: Upload,
@@ -219,14 +230,9 @@ fn upload_bytes(
             let data = match first.take() {
                 Some(data) => data,
                 None => {
-                    let message = next_message(&mut messages, idle).await.map_err(|status| {
-                        let error = backend::Error::UploadAborted {
-                            name: expected.clone(),
-                            message: status.message().to_owned(),
-                        };
-                        *broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
-                        error
-                    })?;
+                    let message = next_message(&mut messages, idle)
+                        .await
+                        .map_err(|status| aborted(&expected, &broken, status))?;
                     let Some(message) = message else { break };
                     if !message.name.is_empty() && message.name != expected {
                         Err(backend::Error::InvalidArgument {
@@ -245,15 +251,10 @@ fn upload_bytes(
                     ErrorCode::ResourceExhausted,
                     format!(
                         "the upload is larger than {max_bytes} bytes (LOGS_MAX_UPLOAD_BYTES); \
-                         nothing was stored"
+                         it was aborted"
                     ),
                 ));
-                let error = backend::Error::UploadAborted {
-                    name: expected.clone(),
-                    message: status.message().to_owned(),
-                };
-                *broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
-                Err(error)?;
+                Err(aborted(&expected, &broken, status))?;
             }
             yield data;
         }

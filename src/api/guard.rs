@@ -95,23 +95,30 @@ impl Guard {
         namespace: &str,
         verb: Verb,
     ) -> Result<Identity, ApiError> {
-        match self
+        let decision = self
             .authorizer
             .authorize(credentials, namespace, verb)
-            .await
-        {
-            Ok(identity) => Ok(identity),
-            Err(e) => {
-                let outcome = match &e {
-                    crate::auth::Error::Unauthenticated(_) => "unauthenticated",
-                    crate::auth::Error::Denied(_) => "denied",
-                    crate::auth::Error::Unavailable(_) => "unavailable",
-                };
-                metrics::counter!(names::AUTH_REFUSED, "outcome" => outcome).increment(1);
-                tracing::info!(namespace, %verb, peer = ?credentials.peer, error = %e, "request refused");
-                Err(e.into())
-            }
-        }
+            .await;
+        decision.map_err(|e| refused(e, credentials, Some((namespace, verb))))
+    }
+
+    /// Whether `credentials` are someone's at all: asked of an upload before
+    /// its first message, which names the log, is waited for.
+    pub async fn authenticate(&self, credentials: &Credentials) -> Result<(), ApiError> {
+        let known = self.authorizer.authenticate(credentials).await;
+        known.map_err(|e| refused(e, credentials, None))
+    }
+
+    /// A slot for a stream of `verb` on `namespace`'s logs, if `credentials`
+    /// allow it and a slot is free.
+    pub async fn open_stream(
+        &self,
+        credentials: &Credentials,
+        namespace: &str,
+        verb: Verb,
+    ) -> Result<Slot, ApiError> {
+        let caller = self.admit(credentials, namespace, verb).await?;
+        self.slot(&caller)
     }
 
     /// A stream slot for `caller`, or ResourceExhausted when the caller's
@@ -215,6 +222,23 @@ impl Guard {
         }
         .boxed()
     }
+}
+
+/// Counts and logs a refusal; the client's error.
+fn refused(
+    error: crate::auth::Error,
+    credentials: &Credentials,
+    asked: Option<(&str, Verb)>,
+) -> ApiError {
+    let outcome = match &error {
+        crate::auth::Error::Unauthenticated(_) => "unauthenticated",
+        crate::auth::Error::Denied(_) => "denied",
+        crate::auth::Error::Unavailable(_) => "unavailable",
+    };
+    metrics::counter!(names::AUTH_REFUSED, "outcome" => outcome).increment(1);
+    let (namespace, verb) = asked.map_or(("", ""), |(ns, verb)| (ns, verb.as_str()));
+    tracing::info!(namespace, verb, peer = ?credentials.peer, %error, "request refused");
+    error.into()
 }
 
 fn too_long(follow: bool, limit: Duration) -> ApiError {

@@ -59,7 +59,7 @@ pub fn routes(logs: Logs) -> Router {
 struct Caller(Credentials);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
+    type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
@@ -69,8 +69,10 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
-        let peer = parts.extensions.get::<super::Peer>().map(|p| p.0.ip());
-        Ok(Self(Credentials::from_authorization(value, peer)))
+        Ok(Self(super::credentials(
+            value,
+            parts.extensions.get::<super::Peer>(),
+        )))
     }
 }
 

@@ -21,7 +21,7 @@ use futures::stream::{self, BoxStream};
 use futures::StreamExt;
 
 use super::cursor::Cursor;
-use super::guard::Guard;
+use super::guard::{Guard, Slot};
 use super::status::{ApiError, ErrorCode};
 use crate::auth::{Credentials, Verb};
 use crate::backend::{
@@ -445,11 +445,10 @@ impl Logs {
         credentials: &Credentials,
         query: ContainerQuery,
     ) -> Result<TextStream, ApiError> {
-        let caller = self
+        let slot = self
             .guard
-            .admit(credentials, &query.namespace, Verb::Get)
+            .open_stream(credentials, &query.namespace, Verb::Get)
             .await?;
-        let slot = self.guard.slot(&caller)?;
         let pages = self
             .backend
             .read_container(query)
@@ -705,22 +704,41 @@ impl Logs {
         .boxed()
     }
 
-    /// Whether `credentials` may store the log `name`; the caller, holding
-    /// a stream slot for the upload.
+    /// Whether `credentials` may store the log `name`: a stream slot for
+    /// the upload, which [`Logs::store`] asks for.
     pub async fn admit_upload(
         &self,
         credentials: &Credentials,
         name: &LogName,
-    ) -> Result<super::guard::Slot, ApiError> {
-        let caller = self
-            .guard
-            .admit(credentials, name.parent(), Verb::Update)
-            .await?;
-        self.guard.slot(&caller)
+    ) -> Result<Slot, ApiError> {
+        self.guard
+            .open_stream(credentials, name.parent(), Verb::Update)
+            .await
     }
 
-    /// Stores an upload (admitted with [`Logs::admit_upload`]).
-    pub async fn store(&self, name: &LogName, data: ByteStream) -> Result<WriteSummary, ApiError> {
+    /// Stores an upload, admitted with [`Logs::admit_upload`] (its slot);
+    /// one that takes longer than `LOGS_READ_TIMEOUT` is cut.
+    pub async fn store(
+        &self,
+        _admitted: &Slot,
+        name: &LogName,
+        data: ByteStream,
+    ) -> Result<WriteSummary, ApiError> {
+        let limit = self.guard.limits().read_timeout;
+        tokio::time::timeout(limit, self.store_now(name, data))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::new(
+                    ErrorCode::DeadlineExceeded,
+                    format!(
+                        "the upload took longer than {} s (LOGS_READ_TIMEOUT) and was cut",
+                        limit.as_secs()
+                    ),
+                ))
+            })
+    }
+
+    async fn store_now(&self, name: &LogName, data: ByteStream) -> Result<WriteSummary, ApiError> {
         // The run tells a provider like Loki which UID and time range the
         // lines must carry for reads of this log to find them.
         let run = self.resolver.resolve(name).await?;

@@ -144,6 +144,12 @@ fn reflection_builder_v1alpha() -> tonic_reflection::server::v1alpha::ServerRefl
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub SocketAddr);
 
+/// The credentials of a request: its `Authorization` value (HTTP header
+/// or gRPC metadata) and the peer the accept loop noted.
+fn credentials(authorization: Option<&[u8]>, peer: Option<&Peer>) -> crate::auth::Credentials {
+    crate::auth::Credentials::from_authorization(authorization, peer.map(|p| p.0.ip()))
+}
+
 /// How [`serve`] treats connections.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {

@@ -1,25 +1,22 @@
 //! A bounded cache of recent decisions, so that a client opening many
 //! streams does not cost two API server calls each. An entry lives `ttl`;
-//! when the cache is full the oldest entry goes first. Only answers are
-//! kept: a failure to ask is never cached.
+//! when the cache is full, expired entries go first, then the oldest. Only
+//! answers are kept: a failure to ask is never cached.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[derive(Debug)]
-struct Inner<K, V> {
-    entries: HashMap<K, (Instant, V)>,
-    /// Keys in the order they were stored, with when; a key stored again
-    /// appears twice, and only its newest time counts.
-    order: VecDeque<(Instant, K)>,
-}
+/// Each key's value, with when it was stored and its store number.
+type Entries<K, V> = HashMap<K, (Instant, u64, V)>;
 
 /// Decisions by key, each for `ttl`, at most `capacity` of them.
 #[derive(Debug)]
 pub struct Cache<K, V> {
-    inner: Mutex<Inner<K, V>>,
+    /// Each value with when it was stored and a store number (which orders
+    /// stores made within one clock tick).
+    entries: Mutex<(Entries<K, V>, u64)>,
     ttl: Duration,
     capacity: usize,
 }
@@ -28,10 +25,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
     /// An empty cache; a zero `ttl` or `capacity` keeps nothing.
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         Self {
-            inner: Mutex::new(Inner {
-                entries: HashMap::new(),
-                order: VecDeque::new(),
-            }),
+            entries: Mutex::new((HashMap::new(), 0)),
             ttl,
             capacity,
         }
@@ -39,48 +33,44 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
 
     /// The value stored for `key` less than `ttl` ago.
     pub fn get(&self, key: &K) -> Option<V> {
-        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (at, value) = inner.entries.get(key)?;
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, _, value) = entries.0.get(key)?;
         (at.elapsed() < self.ttl).then(|| value.clone())
     }
 
-    /// Stores `value` for `key`, dropping expired entries and, when full,
-    /// the oldest.
+    /// Stores `value` for `key`. When the cache is full (and `key` is not in
+    /// it), expired entries go first, then the oldest one: a scan, which a
+    /// full cache of live decisions makes only on a miss.
     pub fn put(&self, key: K, value: V) {
         if self.ttl.is_zero() || self.capacity == 0 {
             return;
         }
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (entries, stores) = &mut *guard;
         let now = Instant::now();
-        while let Some((at, _)) = inner.order.front() {
-            let expired = now.duration_since(*at) >= self.ttl;
-            if !expired
-                && inner.entries.len() < self.capacity
-                && inner.order.len() < 2 * self.capacity
-            {
-                break;
-            }
-            let (at, old) = inner.order.pop_front().expect("front exists");
-            // Remove the entry only if this is its newest store.
-            if inner
-                .entries
-                .get(&old)
-                .is_some_and(|(stored, _)| *stored == at)
-            {
-                inner.entries.remove(&old);
+        if !entries.contains_key(&key) && entries.len() >= self.capacity {
+            entries.retain(|_, (at, _, _)| now.duration_since(*at) < self.ttl);
+            if entries.len() >= self.capacity {
+                let oldest = entries
+                    .iter()
+                    .min_by_key(|(_, (_, number, _))| *number)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    entries.remove(&oldest);
+                }
             }
         }
-        inner.entries.insert(key.clone(), (now, value));
-        inner.order.push_back((now, key));
+        *stores += 1;
+        entries.insert(key, (now, *stores, value));
     }
 
     /// How many entries are held (expired ones included until they go).
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.inner
+        self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entries
+            .0
             .len()
     }
 }
@@ -122,9 +112,9 @@ mod tests {
                     recent.push((*key, *value));
                 }
             }
-            // A key stored again takes a second place in the order, so
-            // only the very last key is certain to survive every eviction.
-            if let Some((key, value)) = recent.first() {
+            // Only the oldest entries are evicted: the last `capacity`
+            // distinct keys stored are all there, with their last values.
+            for (key, value) in recent.iter().take(capacity) {
                 prop_assert_eq!(cache.get(key), Some(*value));
             }
         }

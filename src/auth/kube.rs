@@ -17,10 +17,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::cache::Cache;
-use super::{Authorizer, Credentials, Error, Identity, Result, Verb};
+use super::{digest, Authorizer, Credentials, Error, Identity, Result, Verb};
 use crate::backend::retry::{retryable_status, RetryPolicy};
 
 /// The API group of the resource checked.
@@ -121,8 +120,21 @@ struct AccessReviewStatus {
     evaluation_error: String,
 }
 
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+/// The most bytes of an API server answer read: a review is a few KiB.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// An answer's body, refused past `MAX_ANSWER_BYTES`.
+async fn read_capped(mut response: reqwest::Response) -> std::result::Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "the answer is larger than {MAX_ANSWER_BYTES} bytes"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 impl KubeAuthorizer {
@@ -214,8 +226,7 @@ impl KubeAuthorizer {
                 .await;
             let failure = match sent {
                 Ok(response) if response.status().is_success() => {
-                    let bytes = response
-                        .bytes()
+                    let bytes = read_capped(response)
                         .await
                         .map_err(|e| unavailable(format!("reading the answer: {e}")))?;
                     let answer: Answer<T> = serde_json::from_slice(&bytes)
@@ -224,8 +235,8 @@ impl KubeAuthorizer {
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let text = response.text().await.unwrap_or_default();
-                    let text: String = text.chars().take(300).collect();
+                    let body = read_capped(response).await.unwrap_or_default();
+                    let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
                     if !retryable_status(status) {
                         // 401/403 here mean the service's own token is not
                         // accepted or lacks the review permissions: a
@@ -266,7 +277,11 @@ impl KubeAuthorizer {
                 "the bearer token is not valid for this cluster".to_owned(),
             ))
         };
-        self.users.put(key, answer.clone());
+        // An answer with an error may be an authenticator that failed (a
+        // webhook down), not a verdict on the token: asked again next time.
+        if status.error.is_empty() {
+            self.users.put(key, answer.clone());
+        }
         answer
     }
 }
@@ -318,8 +333,14 @@ impl Authorizer for KubeAuthorizer {
                 user.username
             )))
         };
-        self.decisions.put(key, decision.clone());
+        if status.evaluation_error.is_empty() {
+            self.decisions.put(key, decision.clone());
+        }
         decision
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Result<()> {
+        self.user(credentials.bearer()?).await.map(|_| ())
     }
 
     fn mode(&self) -> &'static str {

@@ -36,8 +36,6 @@ pub use tokens::TokenFile;
 pub enum Verb {
     /// Read a log.
     Get,
-    /// List logs.
-    List,
     /// Store (upload) a log.
     Update,
     /// Delete a log.
@@ -49,7 +47,6 @@ impl Verb {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Get => "get",
-            Self::List => "list",
             Self::Update => "update",
             Self::Delete => "delete",
         }
@@ -156,6 +153,12 @@ pub enum Error {
     Unavailable(String),
 }
 
+/// The SHA-256 digest a token is kept and looked up by.
+pub(crate) fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
 /// Results of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -170,6 +173,10 @@ pub trait Authorizer: Send + Sync + fmt::Debug {
         namespace: &str,
         verb: Verb,
     ) -> Result<Identity>;
+
+    /// Whether `credentials` are someone's at all, before it is known what
+    /// they ask for (an upload names its log only in its first message).
+    async fn authenticate(&self, credentials: &Credentials) -> Result<()>;
 
     /// The mode's name, for the service log and `check`.
     fn mode(&self) -> &'static str;
@@ -192,6 +199,10 @@ impl Authorizer for AllowAll {
             None => "anonymous".to_owned(),
         };
         Ok(Identity { name })
+    }
+
+    async fn authenticate(&self, _credentials: &Credentials) -> Result<()> {
+        Ok(())
     }
 
     fn mode(&self) -> &'static str {

@@ -9,8 +9,10 @@
 //! all, and the access is `read` (get and list; the default) or `write`
 //! (also upload and delete). Tokens are kept only as SHA-256 digests. The
 //! file is read again when it changes (looked at no more than once a
-//! second), so a mounted Secret can be rotated; a changed file with an error
-//! keeps the tokens read before, and says why in the service log.
+//! second), so a mounted Secret can be rotated. A changed file that cannot
+//! be read (gone, broken, or changing while it is read) refuses every token
+//! until it is mended, and says why in the service log: the change may have
+//! revoked a token.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,9 +20,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 
-use super::{Authorizer, Credentials, Error, Identity, Result, Verb};
+use super::{digest, Authorizer, Credentials, Error, Identity, Result, Verb};
 
 /// How often the file's modification time is looked at.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -47,10 +48,6 @@ struct Loaded {
 pub struct TokenFile {
     path: PathBuf,
     state: Mutex<Loaded>,
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
 }
 
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
@@ -127,6 +124,17 @@ fn is_namespace(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// The tokens of `path`, read while it does not change (a file read in the
+/// middle of being rewritten in place could parse, and say something else).
+fn read_stable(path: &Path) -> std::result::Result<Digests, String> {
+    let before = stamp(path).ok_or("the file is gone")?;
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    if stamp(path) != Some(before) {
+        return Err("the file changed while it was read".to_owned());
+    }
+    parse(path, &text)
+}
+
 impl TokenFile {
     /// Reads the tokens of `path`.
     ///
@@ -160,19 +168,21 @@ impl TokenFile {
             let now = stamp(&self.path);
             if now != state.stamp {
                 state.stamp = now;
-                match std::fs::read_to_string(&self.path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|text| parse(&self.path, &text))
-                {
+                match read_stable(&self.path) {
                     Ok(tokens) => {
                         tracing::info!(file = %self.path.display(), tokens = tokens.len(), "token file read again");
                         state.tokens = tokens;
                     }
-                    Err(error) => tracing::warn!(
-                        file = %self.path.display(),
-                        %error,
-                        "the token file changed but cannot be read; keeping the tokens read before"
-                    ),
+                    Err(error) => {
+                        // Fail closed: the change may have revoked a token,
+                        // and a broken file cannot say which.
+                        tracing::error!(
+                            file = %self.path.display(),
+                            %error,
+                            "the token file changed and cannot be read; refusing every token until it is mended"
+                        );
+                        state.tokens = Digests::new();
+                    }
                 }
             }
         }
@@ -209,6 +219,16 @@ impl Authorizer for TokenFile {
             )));
         }
         Ok(Identity { name: grant.name })
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Result<()> {
+        let token = credentials.bearer()?;
+        match self.grant(token) {
+            Some(_) => Ok(()),
+            None => Err(Error::Unauthenticated(
+                "the bearer token is not valid".to_owned(),
+            )),
+        }
     }
 
     fn mode(&self) -> &'static str {
@@ -280,7 +300,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_changed_file_is_read_again_and_a_broken_one_is_not() {
+    async fn a_changed_file_is_read_again_and_a_broken_one_refuses_all() {
         let (f, tokens) = file("old alice *\n");
         std::fs::write(f.path(), "new alice2 * write\n").unwrap();
         tokens.state.lock().unwrap().checked -= RECHECK;
@@ -305,6 +325,15 @@ mod tests {
             .set_modified(later + Duration::from_secs(5))
             .unwrap();
         tokens.state.lock().unwrap().checked -= RECHECK;
-        assert!(tokens.authorize(&with("new"), "x", Verb::Get).await.is_ok());
+        assert!(matches!(
+            tokens.authorize(&with("new"), "x", Verb::Get).await,
+            Err(Error::Unauthenticated(_))
+        ));
+        std::fs::remove_file(f.path()).unwrap();
+        tokens.state.lock().unwrap().checked -= RECHECK;
+        assert!(tokens
+            .authorize(&with("new"), "x", Verb::Get)
+            .await
+            .is_err());
     }
 }

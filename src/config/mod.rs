@@ -277,13 +277,7 @@ fn db_config(raw: &RawConfig) -> Result<Option<DbConfig>> {
         }
         _ => Err("expected disable, allow, prefer, require, verify-ca or verify-full".to_owned()),
     })?;
-    let sslrootcert = field(raw, keys::DB_SSLROOTCERT, "", |v| {
-        if v.is_empty() {
-            Ok(None)
-        } else {
-            parse_path(v).map(Some)
-        }
-    })?;
+    let sslrootcert = field(raw, keys::DB_SSLROOTCERT, "", values::parse_optional_path)?;
     let max_connections = field(raw, keys::DB_MAX_OPEN_CONNECTIONS, "10", |v| {
         match values::parse_int(v) {
             // Upstream: 0 means the driver's default.
@@ -359,13 +353,7 @@ impl Config {
             provider: field(raw, keys::LOGS_TYPE, "File", parse_provider)?,
             buffer_size: field(raw, keys::LOGS_BUFFER_SIZE, "32768", parse_buffer_size)?,
             path: field(raw, keys::LOGS_PATH, &default_data_dir(raw), parse_path)?,
-            runs_file: field(raw, keys::LOGS_RUNS_FILE, "", |v| {
-                if v.is_empty() {
-                    Ok(None)
-                } else {
-                    parse_path(v).map(Some)
-                }
-            })?,
+            runs_file: field(raw, keys::LOGS_RUNS_FILE, "", values::parse_optional_path)?,
             timestamps: field(raw, keys::LOGS_TIMESTAMPS, "false", parse_bool)?,
             upload_idle_timeout: field(
                 raw,

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::values::{parse_bool, parse_int, parse_path, parse_seconds};
+use super::values::{parse_bool, parse_int, parse_optional_path, parse_path, parse_seconds};
 use super::{field, keys, Error, RawConfig, Result};
 use crate::auth::KubeSettings;
 
@@ -113,20 +113,40 @@ fn auth_config(raw: &RawConfig) -> Result<AuthConfig> {
     let in_cluster = raw
         .get("KUBERNETES_SERVICE_HOST")
         .is_some_and(|h| !h.is_empty());
+    let tokens_given = raw
+        .get(keys::AUTH_TOKENS_FILE)
+        .is_some_and(|f| !f.is_empty());
     let default_mode = match disable {
         Some(true) => "none",
+        Some(false) if tokens_given => "tokens",
         Some(false) => "kubernetes",
+        None if tokens_given => "tokens",
         None if in_cluster => "kubernetes",
         None => "none",
     };
     let mode = field(raw, keys::AUTH_MODE, default_mode, |v| {
         match v.to_ascii_lowercase().as_str() {
+            "" => Ok(default_mode),
             "none" => Ok("none"),
             "tokens" => Ok("tokens"),
             "kubernetes" => Ok("kubernetes"),
             _ => Err("must be none, tokens or kubernetes".to_owned()),
         }
     })?;
+    if disable == Some(false) && mode == "none" {
+        return Err(Error::Invalid {
+            key: keys::AUTH_MODE,
+            value: mode.to_owned(),
+            reason: "AUTH_DISABLE=false asks for auth; unset one of the two".to_owned(),
+        });
+    }
+    if tokens_given && mode != "tokens" {
+        return Err(Error::Invalid {
+            key: keys::AUTH_TOKENS_FILE,
+            value: raw.get(keys::AUTH_TOKENS_FILE).unwrap_or("").to_owned(),
+            reason: format!("only read with AUTH_MODE=tokens, and auth is {mode}"),
+        });
+    }
     if disable == Some(true) && mode != "none" {
         return Err(Error::Invalid {
             key: keys::AUTH_MODE,
@@ -134,13 +154,7 @@ fn auth_config(raw: &RawConfig) -> Result<AuthConfig> {
             reason: "AUTH_DISABLE=true turns auth off; unset one of the two".to_owned(),
         });
     }
-    let tokens_file = field(raw, keys::AUTH_TOKENS_FILE, "", |v| {
-        if v.is_empty() {
-            Ok(None)
-        } else {
-            parse_path(v).map(Some)
-        }
-    })?;
+    let tokens_file = field(raw, keys::AUTH_TOKENS_FILE, "", parse_optional_path)?;
     let default_url = match (
         raw.get("KUBERNETES_SERVICE_HOST"),
         raw.get("KUBERNETES_SERVICE_PORT"),
@@ -176,13 +190,7 @@ fn auth_config(raw: &RawConfig) -> Result<AuthConfig> {
         raw,
         keys::AUTH_KUBERNETES_CA_PATH,
         &format!("{SERVICE_ACCOUNT}/ca.crt"),
-        |v| {
-            if v.is_empty() {
-                Ok(None)
-            } else {
-                parse_path(v).map(Some)
-            }
-        },
+        parse_optional_path,
     )?;
     let cache_ttl = field(raw, keys::AUTH_CACHE_TTL, "10", |v| match parse_int(v) {
         Some(n @ 0..=3600) => Ok(Duration::from_secs(n as u64)),
@@ -219,16 +227,9 @@ fn auth_config(raw: &RawConfig) -> Result<AuthConfig> {
 /// they must exist), else upstream's `TLS_PATH` directory's `tls.crt` and
 /// `tls.key` when both are there (plaintext when they are not, as upstream).
 fn tls_config(raw: &RawConfig) -> Result<Option<TlsFiles>> {
-    let optional_path = |v: &str| {
-        if v.is_empty() {
-            Ok(None)
-        } else {
-            parse_path(v).map(Some)
-        }
-    };
     let dir = field(raw, keys::TLS_PATH, "/etc/tls", parse_path)?;
-    let cert = field(raw, keys::TLS_CERT_FILE, "", optional_path)?;
-    let key = field(raw, keys::TLS_KEY_FILE, "", optional_path)?;
+    let cert = field(raw, keys::TLS_CERT_FILE, "", parse_optional_path)?;
+    let key = field(raw, keys::TLS_KEY_FILE, "", parse_optional_path)?;
     let exists = |key: &'static str, path: &Path| -> Result<()> {
         if path.is_file() {
             Ok(())

@@ -91,6 +91,15 @@ pub(super) fn parse_path(v: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// A path, or `None` when empty.
+pub(super) fn parse_optional_path(v: &str) -> Result<Option<PathBuf>, String> {
+    if v.is_empty() {
+        Ok(None)
+    } else {
+        parse_path(v).map(Some)
+    }
+}
+
 pub(super) fn parse_optional(v: &str) -> Result<Option<String>, String> {
     Ok((!v.is_empty()).then(|| v.to_owned()))
 }

@@ -65,6 +65,31 @@ fn modes_are_checked_against_each_other() {
     assert!(e.contains("AUTH_DISABLE=true turns auth off"), "{e}");
     let e = error(&[(keys::AUTH_MODE, "tokens")]);
     assert!(e.starts_with("AUTH_TOKENS_FILE=\"\": required"), "{e}");
+    let e = error(&[(keys::AUTH_MODE, "none"), (keys::AUTH_DISABLE, "false")]);
+    assert!(e.contains("AUTH_DISABLE=false asks for auth"), "{e}");
+    let e = error(&[
+        (keys::AUTH_MODE, "kubernetes"),
+        (keys::AUTH_KUBERNETES_API_URL, "https://api"),
+        (keys::AUTH_TOKENS_FILE, "/t"),
+    ]);
+    assert!(
+        e.contains("only read with AUTH_MODE=tokens, and auth is kubernetes"),
+        "{e}"
+    );
+    // A token file alone means token auth; an empty mode means unset.
+    for pairs in [
+        &[(keys::AUTH_TOKENS_FILE, "/t")][..],
+        &[(keys::AUTH_TOKENS_FILE, "/t"), (keys::AUTH_MODE, "")][..],
+        &[
+            (keys::AUTH_TOKENS_FILE, "/t"),
+            (keys::AUTH_DISABLE, "false"),
+        ][..],
+    ] {
+        assert!(
+            matches!(config(pairs).security.auth, AuthConfig::Tokens { .. }),
+            "{pairs:?}"
+        );
+    }
     let c = config(&[(keys::AUTH_MODE, "tokens"), (keys::AUTH_TOKENS_FILE, "/t")]);
     assert_eq!(c.security.auth, AuthConfig::Tokens { file: "/t".into() });
 }
