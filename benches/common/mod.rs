@@ -69,7 +69,7 @@ pub fn mib(kib: u64) -> f64 {
 
 /// The server binary (`serve`) on an ephemeral loopback port, its data in
 /// `data_dir`, with `env` on top of an empty environment (metrics off, log
-/// level `warn`, unless `env` says otherwise).
+/// level `warn`, stream limits lifted, unless `env` says otherwise).
 pub struct Server {
     child: Child,
     pub pid: u32,
@@ -88,6 +88,10 @@ impl Server {
             .env("PROMETHEUS_PORT", "")
             .env("LOGS_PATH", data_dir)
             .env("LOG_LEVEL", "warn")
+            // Every simulated client comes from one address, so one caller:
+            // the stream limits are lifted, not measured, here.
+            .env("LOGS_MAX_STREAMS", "1000000")
+            .env("LOGS_MAX_STREAMS_PER_CALLER", "1000000")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
