@@ -107,7 +107,9 @@ pub fn parse_rfc3339_ns(text: &str) -> Option<i64> {
     };
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second.min(59) - offset_seconds;
-    seconds.checked_mul(1_000_000_000)?.checked_add(nanos)
+    // i128: in the first second of the range (1677-09-21T00:12:43.145224192Z
+    // and after) the seconds alone overflow i64 although the sum fits.
+    i64::try_from(i128::from(seconds) * 1_000_000_000 + i128::from(nanos)).ok()
 }
 
 /// Parses the IMF-fixdate form of an HTTP-date (`Sun, 06 Nov 1994 08:49:37 GMT`),
@@ -197,6 +199,20 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn the_earliest_nanosecond_parses_back() {
+        // Found by the rfc3339 fuzz target: the seconds overflowed before
+        // the fraction was added.
+        let text = format_rfc3339_ns(i64::MIN);
+        assert_eq!(parse_rfc3339_ns(&text), Some(i64::MIN));
+        assert_eq!(
+            parse_rfc3339_ns("1677-09-21T00:12:43.9Z"),
+            Some(i64::MIN + 754_775_808)
+        );
+        assert_eq!(parse_rfc3339_ns("1677-09-21T00:12:43.145224191Z"), None);
+        assert_eq!(parse_rfc3339_ns("2262-04-11T23:47:16.854775808Z"), None);
+    }
 
     #[test]
     fn rfc3339_forms() {
