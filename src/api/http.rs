@@ -177,6 +177,15 @@ fn read_params(params: ReadQuery) -> Result<ReadParams, ApiError> {
     Ok(params)
 }
 
+/// The options of a structured read of `uri`'s query, worked out as
+/// `get_log` does: an NDJSON read when `follow` is false, an event stream
+/// when it is true. For the fuzz targets; not an API.
+#[doc(hidden)]
+pub fn read_options_of_query(uri: &axum::http::Uri, follow: bool) -> Result<ReadOptions, ApiError> {
+    let params = read_params(Query::try_from_uri(uri))?;
+    read_options(&params, follow, params.cursor.clone())
+}
+
 /// `follow`, or `default` when absent.
 /// A switch parameter `key`: `true`, `1` or empty (`?follow`) turn it on,
 /// `false` or `0` off; `default` when absent.

@@ -15,7 +15,7 @@
 //! left by a killed process are swept by `check` (run at start-up). Reads
 //! stream the file in bounded pieces.
 
-mod read;
+pub mod read;
 #[cfg(test)]
 mod tests;
 
