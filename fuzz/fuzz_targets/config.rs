@@ -37,7 +37,9 @@ fuzz_target!(|data: &[u8]| {
     };
     check_written_back(path, &raw);
     for key in raw.unknown_keys() {
-        assert!(key.starts_with("LOGS_") || key.starts_with("LOGGING_PLUGIN_"));
+        assert!(["LOGS_", "LOGGING_PLUGIN_", "AUTH_", "TLS_"]
+            .iter()
+            .any(|prefix| key.starts_with(prefix)));
         assert!(!keys::ALL.contains(&key));
     }
     match Config::from_raw(&raw) {
