@@ -621,47 +621,27 @@ mod tls {
             writer.to_str().unwrap(),
             input.to_str().unwrap(),
         );
-        let pushed = run(vec![
-            "push",
-            NAME,
-            input,
-            "--server",
-            &https,
-            "--ca-file",
-            ca,
-            "--token-file",
-            writer,
-        ])
-        .await;
+        // `args`, to the server over TLS, with the CA and the writer's token.
+        let as_writer = |args: &[&str]| {
+            let mut all: Vec<&str> = args.to_vec();
+            all.extend([
+                "--server",
+                https.as_str(),
+                "--ca-file",
+                ca,
+                "--token-file",
+                writer,
+            ]);
+            run(all)
+        };
+        let pushed = as_writer(&["push", NAME, input]).await;
         assert!(pushed.status.success(), "{pushed:?}");
         // gRPC over TLS.
-        let got = run(vec![
-            "get",
-            NAME,
-            "--server",
-            &https,
-            "--ca-file",
-            ca,
-            "--token-file",
-            writer,
-        ])
-        .await;
+        let got = as_writer(&["get", NAME]).await;
         assert!(got.status.success(), "{got:?}");
         assert_eq!(got.stdout, b"one\ntwo\n");
         // REST over TLS.
-        let got = run(vec![
-            "get",
-            "-o",
-            "ndjson",
-            NAME,
-            "--server",
-            &https,
-            "--ca-file",
-            ca,
-            "--token-file",
-            writer,
-        ])
-        .await;
+        let got = as_writer(&["get", "-o", "ndjson", NAME]).await;
         assert!(got.status.success(), "{got:?}");
         assert_eq!(String::from_utf8_lossy(&got.stdout).lines().count(), 2);
         // No token: the server's refusal, said plainly.

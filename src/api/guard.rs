@@ -326,6 +326,18 @@ mod tests {
         assert_eq!(e.code, ErrorCode::DeadlineExceeded);
     }
 
+    /// Whether every slot is freed within 2 s (slots go when the task
+    /// reading the pages ends).
+    async fn all_freed(guard: &Guard) -> bool {
+        for _ in 0..200 {
+            if guard.counts.lock().unwrap().total == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     #[tokio::test]
     async fn a_client_that_stops_reading_loses_its_slot_at_the_limit() {
         let (_tx, rx) = watch::channel(false);
@@ -343,15 +355,10 @@ mod tests {
         let slot = guard.slot(&who("a")).unwrap();
         let mut read = guard.bound(endless, slot, false);
         // Not read at all: the slot still goes once the limit passes.
-        let mut freed = false;
-        for _ in 0..200 {
-            if guard.counts.lock().unwrap().total == 0 {
-                freed = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(freed, "the slot of a stalled read was kept past its limit");
+        assert!(
+            all_freed(&guard).await,
+            "the slot of a stalled read was kept past its limit"
+        );
         // Reading on gets what was handed over, then the reason.
         let mut pages = 0;
         let error = loop {
@@ -388,14 +395,9 @@ mod tests {
         let waiting = guard.bound(futures::stream::pending().boxed(), slot, true);
         assert_eq!(guard.counts.lock().unwrap().total, 1);
         drop(waiting);
-        let mut freed = false;
-        for _ in 0..200 {
-            if guard.counts.lock().unwrap().total == 0 {
-                freed = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(freed, "a follow whose client left kept its slot");
+        assert!(
+            all_freed(&guard).await,
+            "a follow whose client left kept its slot"
+        );
     }
 }
