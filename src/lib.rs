@@ -12,3 +12,4 @@ pub mod record;
 pub mod run;
 pub mod telemetry;
 pub mod timestamp;
+pub mod watched;

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::fakes::loki::{FakeLoki, FakeLokiConfig};
 use crate::support::{
-    http, loki_runs_server, push_lint_lines, running_runs_file, TestServer, RUNS_FIXTURE,
+    loki_runs_server, ndjson_200, push_lint_lines, running_runs_file, TestServer, RUNS_FIXTURE,
 };
 use tekton_results_logs::timestamp::{format_rfc3339_ns, now_ns, parse_rfc3339_ns};
 
@@ -48,13 +48,7 @@ fn messages(body: &str) -> Vec<String> {
 /// A follower that reads the whole NDJSON body as it comes.
 fn fast_follower(url: String) -> tokio::task::JoinHandle<Vec<String>> {
     tokio::spawn(async move {
-        let response = http()
-            .get(url)
-            .header("accept", "application/x-ndjson")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let response = ndjson_200(&url, None).await;
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {

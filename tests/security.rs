@@ -9,7 +9,7 @@ use tekton_results_logs::proto::tekton::results::{v1alpha2, v1alpha3};
 use tekton_results_logs::proto::tekton::resultslogs::v1;
 use tonic::Request;
 
-use crate::support::{running_runs_file, sample_log, TestServer, BIN, NAME};
+use crate::support::{ndjson_200, running_runs_file, sample_log, TestServer, BIN, NAME};
 
 /// The runs fixture's lint TaskRun (running in `running_runs_file`).
 const LINT: &str =
@@ -256,14 +256,7 @@ async fn without_auth_any_authorization_header_is_ignored_as_upstream_does() {
 /// for its headers.
 async fn open_follow(server: &TestServer) -> reqwest::Response {
     let url = format!("{}?follow=true", server.rest_url("v1alpha2", LINT));
-    let response = reqwest::Client::new()
-        .get(url)
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response
+    ndjson_200(&url, None).await
 }
 
 /// Opens a follow of the running lint TaskRun over gRPC.
@@ -336,14 +329,7 @@ async fn the_service_wide_stream_limit_holds_across_callers() {
     .await;
     upload_as(&server, NAME, b"x\n", "t-writer").await.unwrap();
     let url = format!("{}?follow=true", server.rest_url("v1alpha2", LINT));
-    let held = reqwest::Client::new()
-        .get(url)
-        .header("authorization", "Bearer t-reader")
-        .header("accept", "application/x-ndjson")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(held.status(), 200);
+    let held = ndjson_200(&url, Some("t-reader")).await;
     let status = get_as(&server, NAME, "t-writer").await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     assert!(status.message().contains("LOGS_MAX_STREAMS"), "{status:?}");

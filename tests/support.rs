@@ -223,6 +223,18 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// `GET url` as NDJSON, with `token` as a bearer token when given: the
+/// response, once its status is checked to be 200.
+pub async fn ndjson_200(url: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = http().get(url).header("accept", "application/x-ndjson");
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200, "GET {url}");
+    response
+}
+
 /// `tests/fixtures/runs.json`: runs declared for `LOGS_RUNS_FILE`.
 pub const RUNS_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/runs.json");
 

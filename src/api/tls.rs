@@ -6,9 +6,8 @@
 //! pair served before, and says why in the service log. ALPN offers HTTP/2
 //! and HTTP/1.1, as gRPC and REST share the port.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -16,29 +15,18 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::config::TlsFiles;
-
-/// How often the files' modification times are looked at.
-const RECHECK: Duration = Duration::from_secs(1);
-
-type Stamp = Option<(SystemTime, u64)>;
-
-fn stamp(path: &Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
-}
+use crate::watched::Watched;
 
 #[derive(Debug)]
 struct Current {
     key: Arc<CertifiedKey>,
-    stamps: (Stamp, Stamp),
-    checked: Instant,
+    cert_file: Watched,
+    key_file: Watched,
 }
 
 /// Serves the pair of files, reading them again when they change.
 #[derive(Debug)]
 pub struct ReloadingCert {
-    cert: PathBuf,
-    key: PathBuf,
     current: Mutex<Current>,
 }
 
@@ -72,15 +60,14 @@ impl ReloadingCert {
     ///
     /// A message naming the file that does not load.
     pub fn new(files: &TlsFiles) -> Result<Self, String> {
-        let stamps = (stamp(&files.cert), stamp(&files.key));
+        let cert_file = Watched::new(&files.cert);
+        let key_file = Watched::new(&files.key);
         let key = load(&files.cert, &files.key)?;
         Ok(Self {
-            cert: files.cert.clone(),
-            key: files.key.clone(),
             current: Mutex::new(Current {
                 key,
-                stamps,
-                checked: Instant::now(),
+                cert_file,
+                key_file,
             }),
         })
     }
@@ -88,21 +75,17 @@ impl ReloadingCert {
     /// The pair to serve, read again first if the files changed.
     fn key(&self) -> Arc<CertifiedKey> {
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if current.checked.elapsed() >= RECHECK {
-            current.checked = Instant::now();
-            let stamps = (stamp(&self.cert), stamp(&self.key));
-            if stamps != current.stamps {
-                current.stamps = stamps;
-                match load(&self.cert, &self.key) {
-                    Ok(key) => {
-                        tracing::info!(cert = %self.cert.display(), "TLS certificate read again");
-                        current.key = key;
-                    }
-                    Err(error) => tracing::warn!(
-                        %error,
-                        "the TLS files changed but do not load; serving the certificate read before"
-                    ),
+        // Both looked at (`|`, not `||`), so each remembers its new stamp.
+        if current.cert_file.changed() | current.key_file.changed() {
+            match load(current.cert_file.path(), current.key_file.path()) {
+                Ok(key) => {
+                    tracing::info!(cert = %current.cert_file.path().display(), "TLS certificate read again");
+                    current.key = key;
                 }
+                Err(error) => tracing::warn!(
+                    %error,
+                    "the TLS files changed but do not load; serving the certificate read before"
+                ),
             }
         }
         current.key.clone()

@@ -3,7 +3,8 @@
 //! SubjectAccessReview for `{group: results.tekton.dev, resource: logs,
 //! verb, namespace}`, the attributes upstream's API server checks. The
 //! service authenticates itself with its own (service account) token, read
-//! again for each review so that a rotated projected token is picked up.
+//! again when its file changes, so that a rotated projected token is picked
+//! up.
 //!
 //! Answers (authenticated or not, allowed or not) are cached for
 //! `AUTH_CACHE_TTL`; failures to ask (connection refused, timeouts, 5xx,
@@ -13,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::cache::Cache;
 use super::{digest, Authorizer, Credentials, Error, Identity, Result, Verb};
 use crate::backend::retry::{retryable_status, RetryPolicy};
+use crate::watched::Watched;
 
 /// The API group of the resource checked.
 pub const GROUP: &str = "results.tekton.dev";
@@ -55,6 +58,9 @@ pub struct KubeAuthorizer {
     users: Cache<[u8; 32], std::result::Result<User, Error>>,
     /// (token digest, namespace, verb) to the decision.
     decisions: Cache<([u8; 32], String, Verb), std::result::Result<Identity, Error>>,
+    /// The service's own token as last read, and its file, read again when
+    /// it changes (a projected token is rotated).
+    service_token: Mutex<(Watched, Option<String>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -172,6 +178,7 @@ impl KubeAuthorizer {
             .build()
             .map_err(|e| format!("building the Kubernetes API client: {e}"))?;
         Ok(Self {
+            service_token: Mutex::new((Watched::new(&settings.token_path), None)),
             users: Cache::new(settings.cache_ttl, settings.cache_size),
             decisions: Cache::new(settings.cache_ttl, settings.cache_size),
             retry: RetryPolicy {
@@ -209,16 +216,11 @@ impl KubeAuthorizer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let token = std::fs::read_to_string(&self.settings.token_path).map_err(|e| {
-                unavailable(format!(
-                    "reading the service's token {}: {e}",
-                    self.settings.token_path.display()
-                ))
-            })?;
+            let token = self.service_token().map_err(unavailable)?;
             let sent = self
                 .client
                 .post(&url)
-                .bearer_auth(token.trim())
+                .bearer_auth(&token)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(reqwest::header::ACCEPT, "application/json")
                 .body(body.clone())
@@ -252,6 +254,21 @@ impl KubeAuthorizer {
             }
             tokio::time::sleep(self.retry.delay(attempt, None)).await;
         }
+    }
+
+    /// The service's own token: read when first asked for, and again when
+    /// its file changes or the last read failed.
+    fn service_token(&self) -> std::result::Result<String, String> {
+        let mut held = self.service_token.lock().unwrap_or_else(|p| p.into_inner());
+        let (file, token) = &mut *held;
+        if file.changed() || token.is_none() {
+            *token = None;
+            let text = std::fs::read_to_string(file.path()).map_err(|e| {
+                format!("reading the service's token {}: {e}", file.path().display())
+            })?;
+            *token = Some(text.trim().to_owned());
+        }
+        Ok(token.clone().unwrap_or_default())
     }
 
     async fn user(&self, token: &str) -> Result<User> {

@@ -15,16 +15,13 @@
 //! revoked a token.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 
 use super::{digest, Authorizer, Credentials, Error, Identity, Result, Verb};
-
-/// How often the file's modification time is looked at.
-const RECHECK: Duration = Duration::from_secs(1);
+use crate::watched::{stamp, Watched};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Grant {
@@ -39,20 +36,13 @@ type Digests = HashMap<[u8; 32], Grant>;
 #[derive(Debug)]
 struct Loaded {
     tokens: Digests,
-    stamp: Option<(SystemTime, u64)>,
-    checked: Instant,
+    file: Watched,
 }
 
 /// The static tokens of a file.
 #[derive(Debug)]
 pub struct TokenFile {
-    path: PathBuf,
     state: Mutex<Loaded>,
-}
-
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// The tokens of a file's text; `path` names the file in errors.
@@ -142,7 +132,7 @@ impl TokenFile {
     ///
     /// A message naming the file (and line) that cannot be read.
     pub fn load(path: &Path) -> std::result::Result<Self, String> {
-        let stamp = stamp(path);
+        let file = Watched::new(path);
         let text = std::fs::read_to_string(path).map_err(|e| {
             format!(
                 "reading the token file {} (AUTH_TOKENS_FILE): {e}",
@@ -151,38 +141,30 @@ impl TokenFile {
         })?;
         let tokens = parse(path, &text)?;
         Ok(Self {
-            path: path.to_owned(),
-            state: Mutex::new(Loaded {
-                tokens,
-                stamp,
-                checked: Instant::now(),
-            }),
+            state: Mutex::new(Loaded { tokens, file }),
         })
     }
 
     /// The grant of a token, reading the file again if it changed.
     fn grant(&self, token: &str) -> Option<Grant> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.checked.elapsed() >= RECHECK {
-            state.checked = Instant::now();
-            let now = stamp(&self.path);
-            if now != state.stamp {
-                state.stamp = now;
-                match read_stable(&self.path) {
-                    Ok(tokens) => {
-                        tracing::info!(file = %self.path.display(), tokens = tokens.len(), "token file read again");
-                        state.tokens = tokens;
-                    }
-                    Err(error) => {
-                        // Fail closed: the change may have revoked a token,
-                        // and a broken file cannot say which.
-                        tracing::error!(
-                            file = %self.path.display(),
-                            %error,
-                            "the token file changed and cannot be read; refusing every token until it is mended"
-                        );
-                        state.tokens = Digests::new();
-                    }
+        let Loaded { tokens, file } = &mut *state;
+        if file.changed() {
+            let path = file.path().display();
+            match read_stable(file.path()) {
+                Ok(read) => {
+                    tracing::info!(file = %path, tokens = read.len(), "token file read again");
+                    *tokens = read;
+                }
+                Err(error) => {
+                    // Fail closed: the change may have revoked a token,
+                    // and a broken file cannot say which.
+                    tracing::error!(
+                        file = %path,
+                        %error,
+                        "the token file changed and cannot be read; refusing every token until it is mended"
+                    );
+                    *tokens = Digests::new();
                 }
             }
         }
@@ -239,6 +221,7 @@ impl Authorizer for TokenFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, SystemTime};
 
     fn file(text: &str) -> (tempfile::NamedTempFile, TokenFile) {
         let f = tempfile::NamedTempFile::new().unwrap();
@@ -303,7 +286,7 @@ mod tests {
     async fn a_changed_file_is_read_again_and_a_broken_one_refuses_all() {
         let (f, tokens) = file("old alice *\n");
         std::fs::write(f.path(), "new alice2 * write\n").unwrap();
-        tokens.state.lock().unwrap().checked -= RECHECK;
+        tokens.state.lock().unwrap().file.look_next_time();
         // The same size and second as before would hide the change: make
         // the modification time differ for certain.
         let later = SystemTime::now() + Duration::from_secs(5);
@@ -324,13 +307,13 @@ mod tests {
         f.as_file()
             .set_modified(later + Duration::from_secs(5))
             .unwrap();
-        tokens.state.lock().unwrap().checked -= RECHECK;
+        tokens.state.lock().unwrap().file.look_next_time();
         assert!(matches!(
             tokens.authorize(&with("new"), "x", Verb::Get).await,
             Err(Error::Unauthenticated(_))
         ));
         std::fs::remove_file(f.path()).unwrap();
-        tokens.state.lock().unwrap().checked -= RECHECK;
+        tokens.state.lock().unwrap().file.look_next_time();
         assert!(tokens
             .authorize(&with("new"), "x", Verb::Get)
             .await

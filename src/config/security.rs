@@ -261,31 +261,56 @@ fn tls_config(raw: &RawConfig) -> Result<Option<TlsFiles>> {
 }
 
 fn limits(raw: &RawConfig) -> Result<Limits> {
-    let limits =
-        Limits {
-            max_streams: field(raw, keys::LOGS_MAX_STREAMS, "10000", count(1, 1_000_000))?,
-            max_streams_per_caller: field(
-                raw,
-                keys::LOGS_MAX_STREAMS_PER_CALLER,
-                "100",
-                count(1, 1_000_000),
-            )?,
-            read_timeout: field(raw, keys::LOGS_READ_TIMEOUT, "3600", parse_seconds)?,
-            max_follow: field(raw, keys::LOGS_MAX_FOLLOW_DURATION, "86400", parse_seconds)?,
-            max_upload_bytes: field(raw, keys::LOGS_MAX_UPLOAD_BYTES, "1073741824", |v| {
-                match parse_int(v) {
-                    Some(n) if n >= 1 => Ok(n as u64),
-                    _ => Err("must be a positive number of bytes".to_owned()),
-                }
-            })?,
-            header_timeout: field(raw, keys::SERVER_HEADER_TIMEOUT, "30", parse_seconds)?,
-            max_connections: field(
-                raw,
-                keys::SERVER_MAX_CONNECTIONS,
-                "50000",
-                count(1, 10_000_000),
-            )?,
-        };
+    // The defaults are `Limits::default()`'s, written as the keys take them.
+    let d = Limits::default();
+    let secs = |t: Duration| t.as_secs().to_string();
+    let limits = Limits {
+        max_streams: field(
+            raw,
+            keys::LOGS_MAX_STREAMS,
+            &d.max_streams.to_string(),
+            count(1, 1_000_000),
+        )?,
+        max_streams_per_caller: field(
+            raw,
+            keys::LOGS_MAX_STREAMS_PER_CALLER,
+            &d.max_streams_per_caller.to_string(),
+            count(1, 1_000_000),
+        )?,
+        read_timeout: field(
+            raw,
+            keys::LOGS_READ_TIMEOUT,
+            &secs(d.read_timeout),
+            parse_seconds,
+        )?,
+        max_follow: field(
+            raw,
+            keys::LOGS_MAX_FOLLOW_DURATION,
+            &secs(d.max_follow),
+            parse_seconds,
+        )?,
+        max_upload_bytes: field(
+            raw,
+            keys::LOGS_MAX_UPLOAD_BYTES,
+            &d.max_upload_bytes.to_string(),
+            |v| match parse_int(v) {
+                Some(n) if n >= 1 => Ok(n as u64),
+                _ => Err("must be a positive number of bytes".to_owned()),
+            },
+        )?,
+        header_timeout: field(
+            raw,
+            keys::SERVER_HEADER_TIMEOUT,
+            &secs(d.header_timeout),
+            parse_seconds,
+        )?,
+        max_connections: field(
+            raw,
+            keys::SERVER_MAX_CONNECTIONS,
+            &d.max_connections.to_string(),
+            count(1, 10_000_000),
+        )?,
+    };
     if limits.max_streams_per_caller > limits.max_streams {
         return Err(Error::Invalid {
             key: keys::LOGS_MAX_STREAMS_PER_CALLER,

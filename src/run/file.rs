@@ -21,7 +21,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -30,6 +29,7 @@ use serde_json::Value;
 
 use super::tekton::{self, RecordTarget};
 use super::{LogName, NameResolver, ResolveError, Run, RunKind, RunResolver};
+use crate::watched::{settled, stamp_of, Stamp};
 
 /// The largest runs file read, so a wrong path cannot fill the memory.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
@@ -37,44 +37,12 @@ pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// Records by (parent, result, record name): type and run object.
 type Records = HashMap<(String, String, String), (String, Value)>;
 
-/// What identifies one version of the file: modification and change times,
-/// length, inode (a replaced file, as when a mounted ConfigMap's link is
-/// swapped, has another).
-type Stamp = (Option<SystemTime>, Option<(i64, i64)>, u64, u64);
-
-/// A file modified this recently may be written again within the file
-/// system's timestamp granularity, unseen by its stamp: read it again.
-const SETTLE: Duration = Duration::from_secs(2);
-
 /// What the file held when it was last read.
 #[derive(Debug)]
 struct Loaded {
     /// The version read; `None` to read the file again next time.
     stamp: Option<Stamp>,
     records: Arc<Records>,
-}
-
-fn stamp_of(metadata: &std::fs::Metadata) -> Stamp {
-    #[cfg(unix)]
-    let (change, inode) = {
-        use std::os::unix::fs::MetadataExt;
-        (
-            Some((metadata.ctime(), metadata.ctime_nsec())),
-            metadata.ino(),
-        )
-    };
-    #[cfg(not(unix))]
-    let (change, inode) = (None, 0);
-    (metadata.modified().ok(), change, metadata.len(), inode)
-}
-
-/// The stamp to remember for a version read: none while it is fresh.
-fn settled(stamp: Stamp) -> Option<Stamp> {
-    let fresh = stamp
-        .0
-        .and_then(|modified| modified.elapsed().ok())
-        .is_none_or(|age| age < SETTLE);
-    (!fresh).then_some(stamp)
 }
 
 /// Resolves log names through a file of records.

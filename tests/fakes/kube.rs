@@ -1693,7 +1693,7 @@ impl KubeState {
                 }
             }
         };
-        let out = TokenReviewOut {
+        let out = ReviewOut {
             kind: "TokenReview",
             api_version: "authentication.k8s.io/v1",
             metadata: CreatedMeta::default(),
@@ -1768,7 +1768,7 @@ impl KubeState {
         };
         let allowed = reason.is_some();
         let reason = reason.unwrap_or_default();
-        let out = AccessReviewOut {
+        let out = ReviewOut {
             kind: "SubjectAccessReview",
             api_version: "authorization.k8s.io/v1",
             metadata: CreatedMeta::default(),
@@ -1835,14 +1835,16 @@ struct CreatedMeta {
     creation_timestamp: Option<()>,
 }
 
+/// A review as the API server echoes it back: `S` and `T` are its kind's
+/// spec and status.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct TokenReviewOut<'a> {
+struct ReviewOut<S, T> {
     kind: &'static str,
     api_version: &'static str,
     metadata: CreatedMeta,
-    spec: TokenReviewSpecOut<'a>,
-    status: TokenReviewStatusOut<'a>,
+    spec: S,
+    status: T,
 }
 
 #[derive(Serialize)]
@@ -1886,16 +1888,6 @@ impl From<Option<&UserInfo>> for UserInfoOut {
             extra: u.extra.clone(),
         })
     }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AccessReviewOut<'a> {
-    kind: &'static str,
-    api_version: &'static str,
-    metadata: CreatedMeta,
-    spec: AccessReviewSpecOut<'a>,
-    status: AccessReviewStatusOut<'a>,
 }
 
 #[derive(Serialize)]
