@@ -16,8 +16,10 @@
 //!   `unknown_service`) and structured metadata `detected_level` (guessed like Loki's distributor:
 //!   level labels, structured metadata, JSON/logfmt level fields, then keywords in the line);
 //! - result "streams" = index labels + structured metadata + parsed labels (one stream per line with
-//!   `| json ... message=...`), `categorize-labels` encoding, `limit` as the top N across streams,
-//!   start inclusive / end exclusive, Loki's timestamp parsing, validation order and texts;
+//!   `| json ... message=...`; metadata and fields named like an index label become
+//!   `<name>_extracted`, a parsed label hides a metadata label of its name), `categorize-labels`
+//!   encoding, `limit` as the top N across streams, start inclusive / end exclusive, Loki's
+//!   timestamp parsing, validation order and texts;
 //! - push validation with partial acceptance (too old, too new, too far behind per stream, line too
 //!   long, label count/length/duplicates), exact-duplicate collapsing, the 422 for no streams;
 //! - tail: replay of the last `limit` entries since `start`, live entries held until
@@ -61,17 +63,18 @@
 //!   `|`, `* + ? {n,m}` (lazy forms accepted), `^ $ \A \z \b \B`, flags `i s m U`). Unicode
 //!   classes (`\p{..}`) are rejected as a parse error, and case-insensitive matching folds only
 //!   through `char::to_lowercase`/`to_uppercase`.
-//! - `| json` reads the line with a strict JSON reader: malformed JSON inside the object gives
-//!   `__error__="JSONParserErr"` where Loki's lenient reader may still extract the leading keys;
-//!   `__error_details__` is exact only for lines that are not a JSON object. Structured metadata
-//!   named like an index label is not shown as a label (the index label wins).
-//! - `| json name="path"` (with parameters) is modelled on a strict reader, and these points
-//!   were not captured from a real Loki, whose reader (`jsonparser.EachKey`) may differ: the
-//!   last of duplicate keys wins here (Loki's reader may keep the first); string values keep
-//!   U+FFFD (Loki may replace or drop it); an array value is its raw text (Loki may unescape it);
-//!   a line that is not valid JSON gets no fields at all (Loki keeps the fields found before the
-//!   error and adds `__error__`); structured metadata named like an index label is hidden (Loki
-//!   may add it as `<name>_extracted`). The connector's query plan (`plan.rs`) follows this fake.
+//! - `| json` (no parameters) reads the line with a strict JSON reader: malformed JSON inside the
+//!   object gives `__error__="JSONParserErr"` where Loki's lenient reader may still extract the
+//!   leading keys; `__error_details__` is exact only for lines that are not a JSON object.
+//! - `| json name="path"` with key paths follows Loki's reader (`jsonparser.EachKey`), modelled
+//!   from its source rather than captured: a lenient byte scan that keeps the first of duplicate
+//!   keys and stops once every path is found (text after that is not looked at; a line broken
+//!   before keeps the fields found so far), string, number and array values unescaped with
+//!   U+FFFD and invalid bytes as spaces, objects raw, jsonparser's error texts. Loki decides
+//!   once per query, by the first stream it reads, whether a parameter is `<name>` or
+//!   `<name>_extracted` (for an index label of that name); the fake decides per stream. Paths
+//!   with an `[n]` index use the strict reader (last duplicate key wins, no fields from a
+//!   malformed line). The connector's query plan (`plan.rs`) follows this fake.
 //! - `detected_level`: the logfmt branch takes the first level-like key in line order (Loki prefers
 //!   the earliest key of its hint list); otherwise Loki's rules and keyword lists are followed.
 //! - Among entries with the same timestamp in different result streams, the `limit` cut keeps the
@@ -3827,6 +3830,8 @@ enum Cat {
 
 struct Processed {
     line: String,
+    /// One entry per name, in the category that shows it (Loki's `LabelsBuilder`): a parsed label
+    /// hides a metadata or index label of its name, a metadata label an index label.
     labels: BTreeMap<String, (String, Cat)>,
 }
 
@@ -3841,10 +3846,10 @@ fn run_pipeline(
     for (k, v) in stream {
         labels.insert(k.clone(), (v.clone(), Cat::Index));
     }
+    // Loki's `LabelsBuilder.Add`: metadata named like an index label is renamed, a later one of
+    // the same final name replaces the earlier, and it hides an index label of that name.
     for (k, v) in sm {
-        labels
-            .entry(k.clone())
-            .or_insert_with(|| (v.clone(), Cat::Meta));
+        labels.insert(extracted_name(stream, k), (v.clone(), Cat::Meta));
     }
     let mut line = line.to_string();
     for st in &q.stages {
@@ -3995,6 +4000,16 @@ fn json_all(line: &str, stream: &Labels, labels: &mut BTreeMap<String, (String, 
     }
 }
 
+/// The name a parsed or structured-metadata label `name` gets in a stream: `<name>_extracted`
+/// when the stream has an index label of that name (Loki's `duplicateSuffix`).
+fn extracted_name(stream: &Labels, name: &str) -> String {
+    if stream.iter().any(|(k, _)| k == name) {
+        format!("{name}_extracted")
+    } else {
+        name.to_string()
+    }
+}
+
 fn put_parsed(
     labels: &mut BTreeMap<String, (String, Cat)>,
     stream: &Labels,
@@ -4004,14 +4019,12 @@ fn put_parsed(
     if key.is_empty() {
         return;
     }
-    let key = if stream.iter().any(|(k, _)| *k == key) {
-        format!("{key}_extracted")
-    } else {
-        key
-    };
-    set_parsed(labels, key, value);
+    set_parsed(labels, extracted_name(stream, &key), value);
 }
 
+/// `| json name="path", ...` (Loki's `JSONExpressionParser`). Paths made of keys are found by
+/// [`scan_json_paths`], Loki's lenient reader; paths with an `[n]` index are read with the strict
+/// [`parse_json`] (last duplicate key wins, nothing from a malformed line).
 fn json_expr(
     line: &str,
     params: &[(String, Vec<PathSeg>)],
@@ -4021,43 +4034,92 @@ fn json_expr(
     if line.is_empty() {
         return;
     }
+    // Loki looks at the first byte only (no whitespace skipping) and then sets no label at all.
     if !line.starts_with(['"', '{', '[']) {
         return set_json_error(labels, None);
     }
-    match parse_json(line.as_bytes()) {
-        Ok((doc, _)) => {
-            for (id, path) in params {
-                let mut cur = Some(&doc);
-                for seg in path {
-                    cur = match (cur, seg) {
-                        (Some(JVal::Obj(fields, _)), PathSeg::Key(k)) => {
-                            fields.iter().rev().find(|(fk, _)| fk == k).map(|(_, v)| v)
-                        }
-                        (Some(JVal::Arr(items, _)), PathSeg::Index(n)) => items.get(*n),
-                        _ => None,
-                    };
-                }
-                if let Some(v) = cur {
-                    let value = match v {
-                        JVal::Str(s) => s.clone(),
-                        JVal::Null => String::new(),
-                        JVal::Num(n) => n.clone(),
-                        JVal::Bool(b) => b.to_string(),
-                        JVal::Obj(_, (a, b)) | JVal::Arr(_, (a, b)) => {
-                            String::from_utf8_lossy(&line.as_bytes()[*a..*b]).into_owned()
-                        }
-                    };
-                    put_parsed(labels, stream, id.clone(), value);
+    let mut key_ids = Vec::new();
+    let mut key_paths = Vec::new();
+    let mut index_params = Vec::new();
+    for (id, path) in params {
+        match key_path(path) {
+            Some(keys) => {
+                key_ids.push(id);
+                key_paths.push(keys);
+            }
+            None => index_params.push((id, path)),
+        }
+    }
+    let mut found = 0;
+    if !key_paths.is_empty() {
+        scan_json_paths(line.as_bytes(), &key_paths, |event| match event {
+            JsonScanEvent::Found(p, kind, raw) => {
+                put_parsed(
+                    labels,
+                    stream,
+                    key_ids[p].clone(),
+                    json_label_value(kind, raw),
+                );
+                found += 1;
+            }
+            JsonScanEvent::Error(details) => set_json_error(labels, Some(details)),
+        });
+    }
+    if !index_params.is_empty() {
+        match parse_json(line.as_bytes()) {
+            Ok((doc, _)) => {
+                for (id, path) in index_params {
+                    if let Some(value) = strict_json_value(line, &doc, path) {
+                        put_parsed(labels, stream, id.clone(), value);
+                        found += 1;
+                    }
                 }
             }
-        }
-        Err(_) => set_json_error(labels, None),
-    }
-    for (id, _) in params {
-        if !labels.contains_key(id) {
-            set_parsed(labels, id.clone(), String::new());
+            Err(_) => set_json_error(labels, None),
         }
     }
+    // Every parameter gets a label, unless one of its name exists already (in any category).
+    if found < params.len() {
+        for (id, _) in params {
+            if !labels.contains_key(id) {
+                set_parsed(labels, id.clone(), String::new());
+            }
+        }
+    }
+}
+
+/// The keys of a path made only of keys (`a.b`, `a["b.c"]`); `None` when it has an `[n]` index.
+fn key_path(path: &[PathSeg]) -> Option<Vec<&[u8]>> {
+    path.iter()
+        .map(|seg| match seg {
+            PathSeg::Key(k) => Some(k.as_bytes()),
+            PathSeg::Index(_) => None,
+        })
+        .collect()
+}
+
+/// The strict reader's value at `path` of `doc` (read from `line`): the last of duplicate keys,
+/// strings as decoded, objects and arrays as their raw text.
+fn strict_json_value(line: &str, doc: &JVal, path: &[PathSeg]) -> Option<String> {
+    let mut cur = doc;
+    for seg in path {
+        cur = match (cur, seg) {
+            (JVal::Obj(fields, _), PathSeg::Key(k)) => fields
+                .iter()
+                .rev()
+                .find(|(fk, _)| fk == k)
+                .map(|(_, v)| v)?,
+            (JVal::Arr(items, _), PathSeg::Index(n)) => items.get(*n)?,
+            _ => return None,
+        };
+    }
+    Some(match cur {
+        JVal::Str(s) => s.clone(),
+        JVal::Null => String::new(),
+        JVal::Num(n) => n.clone(),
+        JVal::Bool(b) => b.to_string(),
+        JVal::Obj(_, (a, b)) | JVal::Arr(_, (a, b)) => line[*a..*b].to_string(),
+    })
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -4076,6 +4138,293 @@ fn strip_ansi(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The `| json name="path"` reader for key-only paths: jsonparser's `EachKey`, `Get` and
+// `Unescape` as Loki's `JSONExpressionParser` calls them (modelled on their source).
+// ---------------------------------------------------------------------------------------------
+
+// jsonparser's error texts (what Loki puts in `__error_details__`).
+const JSON_MALFORMED: &str = "Malformed JSON error";
+const JSON_UNCLOSED_STRING: &str = "Value is string, but can't find closing '\"' symbol";
+const JSON_UNCLOSED_ARRAY: &str = "Value is array, but can't find closing ']' symbol";
+const JSON_UNCLOSED_OBJECT: &str = "Value looks like object, but can't find closing '}' symbol";
+const JSON_UNKNOWN_VALUE: &str = "Unknown value type";
+
+/// jsonparser's value types, which decide how a found value becomes a label.
+#[derive(Clone, Copy, Debug)]
+enum JsonKind {
+    String,
+    Number,
+    Boolean,
+    Null,
+    Array,
+    Object,
+}
+
+/// What [`scan_json_paths`] reports, in document order.
+enum JsonScanEvent<'a> {
+    /// Path `.0` was found first here: its kind and raw bytes (a string without its quotes and
+    /// still escaped, an array or object with its brackets, a token as written).
+    Found(usize, JsonKind, &'a [u8]),
+    /// A path's value could not be read (the path counts as done), or the line is malformed in a
+    /// way that ends the scan (a key outside any object, an array below level 0).
+    Error(&'static str),
+}
+
+/// Loki's whitespace for JSON: space, `\n`, `\r`, `\t`.
+fn is_json_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+/// Finds the first occurrence of every key path in `line` with jsonparser's lenient byte scan
+/// (`EachKey`) and reports each found value, or error, to `report`.
+///
+/// The scan tracks the object depth and the last key seen at each depth up to the longest path;
+/// a key matches a path of its depth whose keys equal those last keys. It checks no commas or
+/// colons, never looks inside arrays, takes the first of duplicate keys (even across duplicate
+/// parent objects), and stops once every path is found, at the end of the line, or silently
+/// where the line is cut inside a string or an array or right after a string, or a key has a bad
+/// escape; a key outside any object is an error.
+fn scan_json_paths<'a>(
+    line: &'a [u8],
+    paths: &[Vec<&[u8]>],
+    mut report: impl FnMut(JsonScanEvent<'a>),
+) {
+    let longest = paths.iter().map(Vec::len).max().unwrap_or(0);
+    let mut seen: Vec<Vec<u8>> = vec![Vec::new(); longest];
+    let mut done = vec![false; paths.len()];
+    let mut remaining = paths.len();
+    let mut level: i64 = 0;
+    let mut i = 0;
+    while i < line.len() {
+        match line[i] {
+            b'"' => {
+                let Some(len) = json_string_len(&line[i + 1..]) else {
+                    return;
+                };
+                let text = &line[i + 1..i + 1 + len];
+                let Some(next) = (i + 2 + len..line.len()).find(|&j| !is_json_space(line[j]))
+                else {
+                    return;
+                };
+                if line[next] != b':' {
+                    // A value string: go on at the byte after it.
+                    i = next;
+                    continue;
+                }
+                let key = if text.contains(&b'\\') {
+                    match json_unescape(text) {
+                        Some(key) => key,
+                        None => return,
+                    }
+                } else {
+                    text.to_vec()
+                };
+                if level <= longest as i64 {
+                    if level < 1 {
+                        return report(JsonScanEvent::Error(JSON_MALFORMED));
+                    }
+                    let depth = level as usize;
+                    seen[depth - 1] = key;
+                    for (p, path) in paths.iter().enumerate() {
+                        let matches = !done[p]
+                            && path.len() == depth
+                            && path
+                                .iter()
+                                .zip(&seen)
+                                .all(|(want, got)| *want == got.as_slice());
+                        if !matches {
+                            continue;
+                        }
+                        done[p] = true;
+                        remaining -= 1;
+                        report(match json_value_at(&line[next + 1..]) {
+                            Ok((kind, raw)) => JsonScanEvent::Found(p, kind, raw),
+                            Err(details) => JsonScanEvent::Error(details),
+                        });
+                        if remaining == 0 {
+                            return;
+                        }
+                    }
+                }
+                // Go on right after the colon: into the value, whatever it is.
+                i = next + 1;
+            }
+            b'{' => {
+                level += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                level -= 1;
+                i += 1;
+            }
+            b'[' => {
+                if level < 0 {
+                    return report(JsonScanEvent::Error(JSON_MALFORMED));
+                }
+                match json_block_len(&line[i..], b'[', b']') {
+                    Some(len) => i += len,
+                    None => return,
+                }
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+/// jsonparser's `Get` without keys: the value at the start of `data` (after whitespace).
+fn json_value_at(data: &[u8]) -> Result<(JsonKind, &[u8]), &'static str> {
+    let start = data
+        .iter()
+        .position(|&b| !is_json_space(b))
+        .ok_or(JSON_MALFORMED)?;
+    let value = &data[start..];
+    match value[0] {
+        b'"' => json_string_len(&value[1..])
+            .map(|len| (JsonKind::String, &value[1..1 + len]))
+            .ok_or(JSON_UNCLOSED_STRING),
+        b'[' => json_block_len(value, b'[', b']')
+            .map(|len| (JsonKind::Array, &value[..len]))
+            .ok_or(JSON_UNCLOSED_ARRAY),
+        b'{' => json_block_len(value, b'{', b'}')
+            .map(|len| (JsonKind::Object, &value[..len]))
+            .ok_or(JSON_UNCLOSED_OBJECT),
+        first => {
+            let end = value
+                .iter()
+                .position(|&b| is_json_space(b) || matches!(b, b',' | b'}' | b']'))
+                .unwrap_or(value.len());
+            let token = &value[..end];
+            let kind = match first {
+                b't' | b'f' if token == b"true" || token == b"false" => JsonKind::Boolean,
+                b'n' | b'u' if token == b"null" => JsonKind::Null,
+                // Whatever follows the first byte: `12abc` and `-` are numbers too.
+                b'0'..=b'9' | b'-' => JsonKind::Number,
+                _ => return Err(JSON_UNKNOWN_VALUE),
+            };
+            Ok((kind, token))
+        }
+    }
+}
+
+/// The length of a string's text given the bytes after its opening quote: up to the first `"`
+/// not preceded by an odd number of backslashes; `None` without one.
+fn json_string_len(text: &[u8]) -> Option<usize> {
+    let mut backslashes = 0;
+    for (i, &b) in text.iter().enumerate() {
+        match b {
+            b'"' if backslashes % 2 == 0 => return Some(i),
+            b'\\' => backslashes += 1,
+            _ => backslashes = 0,
+        }
+    }
+    None
+}
+
+/// The length of the block that `data` starts with (its `open` byte) up to and including the
+/// matching `close`, counting only that kind of bracket and skipping strings; `None` without an
+/// end (also for a string without an end).
+fn json_block_len(data: &[u8], open: u8, close: u8) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < data.len() {
+        match data[i] {
+            b'"' => i += 1 + json_string_len(&data[i + 1..])?,
+            b if b == open => depth += 1,
+            b if b == close => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A found value as Loki sets it as a label: null is empty, an object is its raw text, anything
+/// else is unescaped (`unescapeJSONString`): a malformed escape makes the whole value empty, and
+/// U+FFFD and bytes that are not UTF-8 become spaces.
+fn json_label_value(kind: JsonKind, raw: &[u8]) -> String {
+    match kind {
+        JsonKind::Null => String::new(),
+        JsonKind::Object => String::from_utf8_lossy(raw).into_owned(),
+        JsonKind::String | JsonKind::Number | JsonKind::Boolean | JsonKind::Array => {
+            let Some(bytes) = json_unescape(raw) else {
+                return String::new();
+            };
+            let mut out = String::with_capacity(bytes.len());
+            for chunk in bytes.utf8_chunks() {
+                out.extend(
+                    chunk
+                        .valid()
+                        .chars()
+                        .map(|c| if c == '\u{FFFD}' { ' ' } else { c }),
+                );
+                out.extend(std::iter::repeat_n(' ', chunk.invalid().len()));
+            }
+            out
+        }
+    }
+}
+
+/// jsonparser's `Unescape`: the JSON escapes decoded to UTF-8; `None` for any other escape
+/// letter, a backslash at the end or a malformed `\u` escape.
+fn json_unescape(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] != b'\\' {
+            out.push(raw[i]);
+            i += 1;
+            continue;
+        }
+        let byte = match *raw.get(i + 1)? {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let (c, len) = json_unicode_escape(&raw[i..])?;
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                i += len;
+                continue;
+            }
+            _ => return None,
+        };
+        out.push(byte);
+        i += 2;
+    }
+    Some(out)
+}
+
+/// A `\uXXXX` escape at the start of `esc`, and how many bytes it takes. A UTF-16 surrogate
+/// takes a second value from bytes 8..12 (bytes 6 and 7 are not checked to be `\u`) that must be
+/// at least DC00; a pair beyond U+10FFFF is U+FFFD.
+fn json_unicode_escape(esc: &[u8]) -> Option<(char, usize)> {
+    let hex4 = |digits: &[u8]| {
+        digits.iter().try_fold(0u32, |acc, &d| {
+            char::from(d).to_digit(16).map(|v| (acc << 4) | v)
+        })
+    };
+    let first = hex4(esc.get(2..6)?)?;
+    if !(0xD800..=0xDFFF).contains(&first) {
+        return Some((char::from_u32(first)?, 6));
+    }
+    let second = hex4(esc.get(8..12)?)?;
+    if second < 0xDC00 {
+        return None;
+    }
+    let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+    Some((char::from_u32(code).unwrap_or('\u{FFFD}'), 12))
 }
 
 // ---------------------------------------------------------------------------------------------

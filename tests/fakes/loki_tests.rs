@@ -2457,6 +2457,301 @@ async fn logql_subset_semantics() {
     }
 }
 
+/// A fake that adds no labels of its own (no `service_name`, no `detected_level`), clock at NOW.
+fn fake_without_added_labels() -> FakeLoki {
+    FakeLoki::start(FakeLokiConfig {
+        now_ns: Some(NOW),
+        discover_service_name: false,
+        discover_log_levels: false,
+        ..Default::default()
+    })
+}
+
+/// Pushes `line` with structured metadata `meta` as the only entry of the stream
+/// `{case="<case>"}`, runs `{case="<case>"} | json <params>` and answers the entry's labels
+/// without `case`.
+async fn json_params_labels(
+    loki: &FakeLoki,
+    case: &str,
+    line: &str,
+    meta: &[(&str, &str)],
+    params: &str,
+) -> Value {
+    loki.push_lines_with_metadata(&[("case", case)], &[(B + S, line, meta)]);
+    let (status, mut got) =
+        lines_and_labels(loki, &format!(r#"{{case="{case}"}} | json {params}"#)).await;
+    assert_eq!((status, got.len()), (200, 1), "{case}");
+    let mut labels = got.remove(0).1;
+    assert_eq!(
+        labels.as_object_mut().unwrap().remove("case"),
+        Some(json!(case))
+    );
+    labels
+}
+
+/// A case of [`json_params_follow_lokis_reader`]: the case name, the line, its structured
+/// metadata, the `| json` parameters and the labels expected (without `case`).
+type JsonParamsCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, Value);
+
+/// Labels of `| json name="path"` worked out by hand from Loki's reader (`jsonparser.EachKey`
+/// as `JSONExpressionParser` calls it).
+#[tokio::test]
+async fn json_params_follow_lokis_reader() {
+    let loki = fake_without_added_labels();
+    let err = |details: &str| json!({"__error__":"JSONParserErr","__error_details__":details});
+    let cases: Vec<JsonParamsCase<'_>> = vec![
+        // The first of duplicate keys wins, also below duplicate parent objects.
+        (
+            "duplicates",
+            r#"{"k":{"a":"1"},"k":{"a":"2","b":"3"},"m":"x","m":"y"}"#,
+            &[],
+            r#"a="k.a", b="k.b", m="m""#,
+            json!({"a":"1","b":"3","m":"x"}),
+        ),
+        // U+FFFD, raw or escaped, becomes a space.
+        (
+            "fffd",
+            "{\"s\":\"a\u{FFFD}b\\ufffdc\",\"t\":\"\u{FFFD}\"}",
+            &[],
+            "s, t",
+            json!({"s":"a b c","t":" "}),
+        ),
+        // Arrays are unescaped, objects raw, numbers whatever their token, null is empty (and
+        // so hides the metadata label of its name).
+        (
+            "kinds",
+            r#"{"arr":["a\"b","\u00e9"],"obj":{"x":"\u00e9","y":[1, 2]},"nul":null,"n":12abc,"neg":-,"e":1e5 ,"t":true}"#,
+            &[("nul", "meta")],
+            "arr, obj, nul, n, neg, e, t",
+            json!({"arr":"[\"a\"b\",\"é\"]","obj":r#"{"x":"\u00e9","y":[1, 2]}"#,"n":"12abc","neg":"-","e":"1e5","t":"true"}),
+        ),
+        // A value of unknown type: an error, and the label is not set (the metadata one shows).
+        (
+            "unknown_value",
+            r#"{"a":tru,"b":"x"}"#,
+            &[("a", "meta")],
+            "a, b",
+            json!({"a":"meta","b":"x","__error__":"JSONParserErr","__error_details__":"Unknown value type"}),
+        ),
+        // Cut after the last field found: read as whole.
+        (
+            "cut_after",
+            r#"{"a":"1","b":{"c":2},"d":[1,2"#,
+            &[],
+            r#"a, c="b.c""#,
+            json!({"a":"1","c":"2"}),
+        ),
+        // Cut before a field: the fields found so far, the rest empty, no error.
+        (
+            "cut_before",
+            r#"{"a":"1","b"#,
+            &[],
+            "a, b, c",
+            json!({"a":"1"}),
+        ),
+        // Cut inside a value being read: that value's error.
+        (
+            "cut_in_value",
+            r#"{"a":"1","b":"2"#,
+            &[],
+            "a, b",
+            json!({"a":"1","__error__":"JSONParserErr","__error_details__":"Value is string, but can't find closing '\"' symbol"}),
+        ),
+        // Only `"`, `{` or `[` may start the line: otherwise an error without details.
+        (
+            "leading_space",
+            r#" {"a":"1"}"#,
+            &[],
+            "a",
+            json!({"__error__":"JSONParserErr"}),
+        ),
+        (
+            "leading_letter",
+            r#"x{"a":"1"}"#,
+            &[],
+            "a",
+            json!({"__error__":"JSONParserErr"}),
+        ),
+        // A key outside any object, an array below level 0.
+        (
+            "key_at_level_0",
+            r#"{"x":1}"a":"2""#,
+            &[],
+            "a",
+            err("Malformed JSON error"),
+        ),
+        (
+            "array_below_level_0",
+            r#"{"x":1}} [1] {"a":"2"}"#,
+            &[],
+            "a",
+            err("Malformed JSON error"),
+        ),
+        // A bad escape empties the value (which then hides the metadata label of its name).
+        (
+            "bad_escapes",
+            r#"{"a":"x\qy","b":"\u12","c":"ok\/\t"}"#,
+            &[("a", "meta"), ("b", "meta")],
+            "a, b, c",
+            json!({"c":"ok/\t"}),
+        ),
+        // Surrogate pairs (bytes 6 and 7 are not checked), a lone one empties the value, a pair
+        // beyond U+10FFFF is U+FFFD and so a space, a second value below DC00 empties it.
+        (
+            "surrogates",
+            r#"{"r":"\ud83d\ude80","loose":"\ud83dXYde80","high":"a\udc00\udc00b","low":"\ud83d\u0041BCD","lone":"x\ud83d"}"#,
+            &[("low", "meta"), ("lone", "meta")],
+            "r, loose, high, low, lone",
+            json!({"r":"🚀","loose":"🚀","high":"a b"}),
+        ),
+        // Keys are unescaped before they are compared; keys inside arrays are never seen.
+        (
+            "keys",
+            r#"{"mess\u0061ge":"hi","list":[{"a":"in array"}],"a":"top"}"#,
+            &[],
+            "message, a",
+            json!({"message":"hi","a":"top"}),
+        ),
+        // Commas and colons between members are not checked.
+        (
+            "no_commas",
+            r#"{"a":"1" "b":"2" "c" : {"d":true}}"#,
+            &[],
+            r#"a, b, d="c.d""#,
+            json!({"a":"1","b":"2","d":"true"}),
+        ),
+    ];
+    for (case, line, meta, params, want) in cases {
+        assert_eq!(
+            json_params_labels(&loki, case, line, meta, params).await,
+            want,
+            "{case}: {line}"
+        );
+    }
+    // Missing fields are empty for `line_format` and label filters.
+    let (_, got) = lines_and_labels(
+        &loki,
+        r#"{case="cut_before"} | json a, b, c | b="" | line_format "[{{.a}}|{{.b}}|{{.c}}]""#,
+    )
+    .await;
+    assert_eq!(got[0].0, "[1||]");
+}
+
+/// Labels and line of the only entry of `q`, with categorize-labels: (stream, line, the entry's
+/// label categories).
+async fn categorized_entry(loki: &FakeLoki, q: &str) -> (Value, String, Value) {
+    let params = [
+        ("query", q),
+        ("start", B_S),
+        ("end", B60_S),
+        ("direction", "forward"),
+    ];
+    let cat = [("X-Loki-Response-Encoding-Flags", "categorize-labels")];
+    let result = get(loki, "/loki/api/v1/query_range", &params, &cat)
+        .await
+        .result();
+    assert_eq!(result.as_array().map(Vec::len), Some(1), "{q}");
+    let values = result[0]["values"].as_array().unwrap();
+    assert_eq!(values.len(), 1, "{q}");
+    let line = values[0][1].as_str().unwrap().to_string();
+    (result[0]["stream"].clone(), line, values[0][2].clone())
+}
+
+/// Names shared by index labels, structured metadata and parsed fields, as Loki's
+/// `LabelsBuilder` resolves them.
+#[tokio::test]
+async fn labels_named_alike_get_extracted_names_or_hide_each_other() {
+    let loki = fake_without_added_labels();
+    // A field named like an index label is `<name>_extracted`; both can be looked up.
+    loki.push_lines(
+        &[("case", "clash"), ("message", "from index")],
+        &[(B + S, r#"{"message":"from line"}"#)],
+    );
+    let q = r#"{case="clash"} | json message="message" | message_extracted="from line" | message="from index" | line_format "{{.message}} / {{.message_extracted}}""#;
+    assert_eq!(
+        lines_and_labels(&loki, q).await.1,
+        vec![(
+            "from index / from line".to_string(),
+            json!({"case":"clash","message":"from index","message_extracted":"from line"})
+        )]
+    );
+    // Metadata named like an index label is `<name>_extracted`; a later one of the same final
+    // name replaces it.
+    loki.push_lines_with_metadata(
+        &[("case", "meta"), ("trace", "idx")],
+        &[
+            (B + S, "renamed", &[("trace", "m1"), ("span", "s1")]),
+            (
+                B + 2 * S,
+                "replaced",
+                &[("trace", "m1"), ("trace_extracted", "m2")],
+            ),
+        ],
+    );
+    let q = r#"{case="meta"} | trace_extracted=~"m." | line_format "{{.trace}} {{.trace_extracted}} {{.span}}""#;
+    assert_eq!(
+        lines_and_labels(&loki, q).await.1,
+        vec![
+            (
+                "idx m1 s1".to_string(),
+                json!({"case":"meta","trace":"idx","trace_extracted":"m1","span":"s1"})
+            ),
+            (
+                "idx m2 ".to_string(),
+                json!({"case":"meta","trace":"idx","trace_extracted":"m2"})
+            ),
+        ]
+    );
+    assert_eq!(
+        categorized_entry(&loki, r#"{case="meta"} |= "renamed""#).await,
+        (
+            json!({"case":"meta","trace":"idx"}),
+            "renamed".to_string(),
+            json!({"structuredMetadata":{"span":"s1","trace_extracted":"m1"}})
+        )
+    );
+    // Metadata hides an index label of its final name; a parsed label hides both.
+    loki.push_lines_with_metadata(
+        &[
+            ("case", "hide"),
+            ("trace", "idx"),
+            ("trace_extracted", "idx2"),
+        ],
+        &[(
+            B + S,
+            r#"{"t":"parsed","s":"p"}"#,
+            &[("trace", "m"), ("span", "meta span")],
+        )],
+    );
+    assert_eq!(
+        categorized_entry(&loki, r#"{case="hide"}"#).await,
+        (
+            json!({"case":"hide","trace":"idx"}),
+            r#"{"t":"parsed","s":"p"}"#.to_string(),
+            json!({"structuredMetadata":{"span":"meta span","trace_extracted":"m"}})
+        )
+    );
+    let q = r#"{case="hide"} | line_format "{{.trace_extracted}}""#;
+    assert_eq!(lines_and_labels(&loki, q).await.1[0].0, "m");
+    let q = r#"{case="hide"} | json trace="t", span="s""#;
+    assert_eq!(
+        categorized_entry(&loki, q).await,
+        (
+            json!({"case":"hide","trace":"idx"}),
+            r#"{"t":"parsed","s":"p"}"#.to_string(),
+            json!({"parsed":{"span":"p","trace_extracted":"parsed"}})
+        )
+    );
+    let q = r#"{case="hide"} | json trace="t", span="s" | line_format "{{.trace}} {{.trace_extracted}} {{.span}}""#;
+    assert_eq!(
+        lines_and_labels(&loki, q).await.1,
+        vec![(
+            "idx parsed p".to_string(),
+            json!({"case":"hide","trace":"idx","trace_extracted":"parsed","span":"p"})
+        )]
+    );
+}
+
 #[tokio::test]
 async fn stops_on_drop() {
     let loki = FakeLoki::start(FakeLokiConfig::default());
