@@ -6,11 +6,15 @@
 //!
 //! The logs mix the run's JSON lines with other runs' lines, lines that
 //! merely mention the run's UID, lines that are not JSON, missing and
-//! non-string fields, duplicate keys, escaped quotes, backslashes, `\u`
-//! escapes, unicode and U+FFFD (what Loki stores for bytes that are not
-//! UTF-8), structured metadata, equal times across streams, and a stream
-//! with an index label named like an extracted field. The templates are
-//! drawn from a reference set of upstream-style line formats.
+//! non-string fields, duplicate keys and duplicate parent objects, escaped
+//! quotes, backslashes, `\u` escapes (surrogate pairs, lone and malformed
+//! ones, escaped keys), unicode and U+FFFD (what Loki stores for bytes that
+//! are not UTF-8), arrays and objects as values, tokens that are not JSON
+//! values, white space, lines cut anywhere or with text around them,
+//! structured metadata (named like an index label, or like an extracted
+//! field), equal times across streams, and a stream with an index label
+//! named like an extracted field. The templates are drawn from a reference
+//! set of upstream-style line formats.
 
 use std::sync::Arc;
 
@@ -40,6 +44,7 @@ const TEMPLATES: &[&str] = &[
     "{{/* raw */}}{{ __line__ }}",
     "{{.level}} {{.message}}",
     "{{.message}}\u{a0} {{- .container -}} \u{3000}x",
+    "{{.message}}|{{.__error__}}|{{.__error_details__}}|{{.container_extracted}}",
 ];
 
 /// A message: text with the characters that test escaping.
@@ -64,42 +69,111 @@ enum Line {
     /// A forwarded JSON line; `uid` is whose it is (or none).
     Json {
         uid: Option<&'static str>,
-        message: Option<serde_json::Value>,
+        message: Option<Value>,
         container: Option<String>,
         level: Option<String>,
         /// Written with a duplicate `message` key whose first value is this.
         shadowed: Option<String>,
-        /// The message escaped as `\u` sequences.
-        escaped: bool,
+        /// A first `kubernetes` object, before the real one: its fields win.
+        decoy: Option<(Option<&'static str>, Option<&'static str>)>,
+        /// Written with white space around keys and values.
+        pretty: bool,
+        /// The `message` key written with an escape.
+        escaped_key: bool,
+        damage: Option<Damage>,
     },
     /// Text that is not JSON.
     Text(String),
 }
 
+/// A message value.
+#[derive(Debug, Clone)]
+enum Value {
+    Json(serde_json::Value),
+    /// A string written as `\u` escapes.
+    Escaped(String),
+    /// JSON text as written, valid or not.
+    Raw(&'static str),
+}
+
+/// What a forwarder or a cut may do to a line.
+#[derive(Debug, Clone)]
+enum Damage {
+    /// Cut after this share (of 256) of its bytes.
+    Cut(u8),
+    /// Text after the object.
+    Tail(&'static str),
+    /// A space before it.
+    Lead,
+}
+
+/// Value texts Loki's reader treats in its own way.
+const RAW_VALUES: &[&str] = &[
+    r#""bad \x escape""#,
+    r#""lone \ud83d""#,
+    r#""pair \ud83d\ude80 and \ud83dxxde80""#,
+    r#""past \udbff\udfff and \udc00\udc00""#,
+    r#""marked \ufffd and \u00e9""#,
+    r#"["a\"b", "\u00e9", {"k": "\n"}]"#,
+    r#"{"a": [1, "\u0041"], "b": "\"q\""}"#,
+    "12abc",
+    "-",
+    "tru",
+    "nul",
+    "[1, 2",
+    "{\"open\": 1",
+    "\"open",
+];
+
 fn line() -> impl Strategy<Value = Line> {
     let value = prop_oneof![
-        4 => message().prop_map(serde_json::Value::from),
-        1 => Just(serde_json::json!(42.50)),
-        1 => Just(serde_json::json!(true)),
-        1 => Just(serde_json::Value::Null),
-        1 => Just(serde_json::json!({"nested": [1, "two"]})),
+        8 => message().prop_map(|m| Value::Json(m.into())),
+        1 => message().prop_map(Value::Escaped),
+        1 => Just(Value::Json(serde_json::json!(42.50))),
+        1 => Just(Value::Json(serde_json::json!(true))),
+        1 => Just(Value::Json(serde_json::Value::Null)),
+        1 => Just(Value::Json(serde_json::json!({"nested": [1, "two"]}))),
+        3 => prop::sample::select(RAW_VALUES).prop_map(Value::Raw),
+    ];
+    let uid = || prop_oneof![6 => Just(Some(UID)), 2 => Just(Some(OTHER)), 1 => Just(None)];
+    let decoy = (
+        uid(),
+        prop::option::of(prop::sample::select(&["step-z", "step-a"][..])),
+    );
+    let damage = prop_oneof![
+        any::<u8>().prop_map(Damage::Cut),
+        prop::sample::select(&[" tail", "}\"message\":\"after\"}", "}}[", "\u{1}"][..])
+            .prop_map(Damage::Tail),
+        Just(Damage::Lead),
     ];
     let json = (
-        prop_oneof![6 => Just(Some(UID)), 2 => Just(Some(OTHER)), 1 => Just(None)],
-        prop::option::weighted(0.9, value),
-        prop::option::weighted(0.8, "step-[a-c]"),
-        prop::option::of("(info|warn)"),
-        prop::option::weighted(0.1, message()),
-        prop::bool::weighted(0.1),
+        (
+            uid(),
+            prop::option::weighted(0.9, value),
+            prop::option::weighted(0.8, "step-[a-c]"),
+            prop::option::of("(info|warn)"),
+            prop::option::weighted(0.1, message()),
+        ),
+        (
+            prop::option::weighted(0.1, decoy),
+            prop::bool::weighted(0.1),
+            prop::bool::weighted(0.1),
+            prop::option::weighted(0.1, damage),
+        ),
     )
         .prop_map(
-            |(uid, message, container, level, shadowed, escaped)| Line::Json {
-                uid,
-                message,
-                container,
-                level,
-                shadowed,
-                escaped,
+            |((uid, message, container, level, shadowed), (decoy, pretty, escaped_key, damage))| {
+                Line::Json {
+                    uid,
+                    message,
+                    container,
+                    level,
+                    shadowed,
+                    decoy,
+                    pretty,
+                    escaped_key,
+                    damage,
+                }
             },
         );
     prop_oneof![
@@ -108,55 +182,90 @@ fn line() -> impl Strategy<Value = Line> {
     ]
 }
 
+/// The `kubernetes` object of a line.
+fn kubernetes(uid: Option<&str>, container: Option<&str>) -> serde_json::Value {
+    let mut labels = serde_json::Map::new();
+    if let Some(uid) = uid {
+        labels.insert("tekton_dev_taskRunUID".into(), uid.into());
+    }
+    let mut kubernetes = serde_json::Map::new();
+    if let Some(container) = container {
+        kubernetes.insert("container_name".into(), container.into());
+    }
+    kubernetes.insert("labels".into(), labels.into());
+    kubernetes.into()
+}
+
 impl Line {
     fn text(&self) -> String {
-        match self {
-            Line::Text(text) => text.clone(),
-            Line::Json {
-                uid,
-                message,
-                container,
-                level,
-                shadowed,
-                escaped,
-            } => {
-                let mut labels = serde_json::Map::new();
-                if let Some(uid) = uid {
-                    labels.insert("tekton_dev_taskRunUID".into(), (*uid).into());
-                }
-                let mut kubernetes = serde_json::Map::new();
-                if let Some(container) = container {
-                    kubernetes.insert("container_name".into(), container.clone().into());
-                }
-                kubernetes.insert("labels".into(), labels.into());
-                let mut object = serde_json::Map::new();
-                if let Some(level) = level {
-                    object.insert("level".into(), level.clone().into());
-                }
-                object.insert("kubernetes".into(), kubernetes.into());
-                let mut text = serde_json::Value::Object(object).to_string();
-                text.pop(); // the closing brace: the message goes last
-                if let Some(first) = shadowed {
-                    text.push_str(&format!(
-                        ",\"message\":{}",
-                        serde_json::Value::from(first.clone())
-                    ));
-                }
-                if let Some(message) = message {
-                    let written = match (message, escaped) {
-                        (serde_json::Value::String(s), true) => {
-                            let units: String =
-                                s.encode_utf16().map(|u| format!("\\u{u:04x}")).collect();
-                            format!("\"{units}\"")
-                        }
-                        (value, _) => value.to_string(),
-                    };
-                    text.push_str(&format!(",\"message\":{written}"));
-                }
-                text.push('}');
-                text
-            }
+        let Line::Json {
+            uid,
+            message,
+            container,
+            level,
+            shadowed,
+            decoy,
+            pretty,
+            escaped_key,
+            damage,
+        } = self
+        else {
+            let Line::Text(text) = self else {
+                unreachable!()
+            };
+            return text.clone();
+        };
+        let mut object = serde_json::Map::new();
+        if let Some(level) = level {
+            object.insert("level".into(), level.clone().into());
         }
+        object.insert("kubernetes".into(), kubernetes(*uid, container.as_deref()));
+        let mut text = if *pretty {
+            serde_json::to_string_pretty(&object).unwrap()
+        } else {
+            serde_json::Value::Object(object).to_string()
+        };
+        if let Some((uid, container)) = decoy {
+            // Before the real `kubernetes` key: the first of duplicates.
+            let first = format!("\"kubernetes\":{},", kubernetes(*uid, *container));
+            text.insert_str(1, &first);
+        }
+        text.pop(); // the closing brace: the message goes last
+        let key = if *escaped_key {
+            "\"mess\\u0061ge\""
+        } else {
+            "\"message\""
+        };
+        let colon = if *pretty { " : " } else { ":" };
+        if let Some(first) = shadowed {
+            let first = serde_json::Value::from(first.clone());
+            text.push_str(&format!(",{key}{colon}{first}"));
+        }
+        if let Some(message) = message {
+            let written = match message {
+                Value::Json(value) => value.to_string(),
+                Value::Escaped(s) => {
+                    let units: String = s.encode_utf16().map(|u| format!("\\u{u:04x}")).collect();
+                    format!("\"{units}\"")
+                }
+                Value::Raw(raw) => (*raw).to_owned(),
+            };
+            text.push_str(&format!(",{key}{colon}{written}"));
+        }
+        text.push('}');
+        match damage {
+            None => {}
+            Some(Damage::Cut(share)) => {
+                let mut at = text.len() * usize::from(*share) / 256;
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                text.truncate(at);
+            }
+            Some(Damage::Tail(tail)) => text.push_str(tail),
+            Some(Damage::Lead) => text.insert(0, ' '),
+        }
+        text
     }
 }
 
@@ -180,12 +289,25 @@ const STREAMS: &[&[(&str, &str)]] = &[
     ],
 ];
 
-/// `(stream, time step, line, with structured metadata)`.
-type Seeded = Vec<(usize, u8, Line, bool)>;
+/// Structured metadata lines may have: some named like an index label of
+/// the third stream, some like extracted fields.
+const METADATA: &[&[(&str, &str)]] = &[
+    &[],
+    &[("trace_id", "abc"), ("container", "meta")],
+    &[("message", "from metadata"), ("level", "meta-level")],
+];
+
+/// `(stream, time step, line, its structured metadata)`.
+type Seeded = Vec<(usize, u8, Line, usize)>;
 
 fn log() -> impl Strategy<Value = Seeded> {
     prop::collection::vec(
-        (0..STREAMS.len(), 0u8..3, line(), prop::bool::weighted(0.2)),
+        (
+            0..STREAMS.len(),
+            0u8..3,
+            line(),
+            prop_oneof![8 => Just(0), 1 => Just(1), 1 => Just(2)],
+        ),
         1..60,
     )
 }
@@ -195,12 +317,10 @@ fn seed(loki: &FakeLoki, log: &Seeded) {
     for (stream, step, line, metadata) in log {
         ts += i64::from(*step) * 1_000_000;
         let text = line.text();
-        let meta: &[(&str, &str)] = if *metadata {
-            &[("trace_id", "abc"), ("container", "meta")]
-        } else {
-            &[]
-        };
-        loki.push_lines_with_metadata(STREAMS[*stream], &[(ts, text.as_str(), meta)]);
+        loki.push_lines_with_metadata(
+            STREAMS[*stream],
+            &[(ts, text.as_str(), METADATA[*metadata])],
+        );
     }
 }
 
@@ -274,7 +394,7 @@ async fn both_plans(log: Seeded, limit: u32, template: &str, level: bool) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
     fn the_connector_plan_reads_what_the_loki_plan_reads(
         log in log(),

@@ -4,9 +4,10 @@
 //! - A template is refused by naming the action, or parsed into parts that,
 //!   written back, parse to the same parts.
 //! - The extraction keeps exactly the lines whose JSON holds the run's UID
-//!   at its path (checked against `serde_json::Value`, last duplicate key
-//!   winning, as in Loki), labels each with the UID, and reads string and
-//!   boolean fields as the Loki plan does; kept lines stay in time order.
+//!   at its path (checked against `serde_json::Value` for lines that are one
+//!   JSON value without duplicate keys), labels each with the UID, and reads
+//!   string and boolean fields as the Loki plan does; kept lines stay in
+//!   time order.
 //!
 //! Input: a template on the first line, then one raw log line per line.
 
@@ -201,15 +202,75 @@ fn check_extraction(line_format: Option<&str>, lines: &str) {
 }
 
 /// What Loki's `json` stage reads of a line, where `serde_json` agrees on it:
-/// a line starting a JSON value that parses (text after it is ignored).
+/// a line that is one JSON value (white space after it allowed) with no
+/// duplicate keys. (Loki's reader takes the first of duplicates path by
+/// path, and scans on past the end of the value while a path is missing.)
 fn oracle(line: &str) -> Option<Value> {
     if !line.starts_with(['"', '{', '[']) {
         return None;
     }
-    serde_json::Deserializer::from_str(line)
-        .into_iter::<Value>()
-        .next()?
-        .ok()
+    serde_json::from_str::<Unique>(line).ok()?;
+    serde_json::from_str(line).ok()
+}
+
+/// A JSON value without duplicate keys at any depth (deserializing fails
+/// otherwise).
+struct Unique;
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !keys.insert(key) {
+                return Err(serde::de::Error::custom("a duplicate key"));
+            }
+            map.next_value::<Unique>()?;
+        }
+        Ok(Unique)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+        while seq.next_element::<Unique>()?.is_some() {}
+        Ok(Unique)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_unit<E>(self) -> Result<Unique, E> {
+        Ok(Unique)
+    }
 }
 
 /// A field's label value as the `json` stage writes it, where that does not
@@ -218,7 +279,8 @@ fn oracle(line: &str) -> Option<Value> {
 fn field(json: &Value, pointer: &str) -> Option<Option<String>> {
     match json.pointer(pointer) {
         None | Some(Value::Null) => Some(None),
-        Some(Value::String(s)) => Some(Some(s.clone()).filter(|s| !s.is_empty())),
+        // U+FFFD is not allowed in a label value: Loki writes a space.
+        Some(Value::String(s)) => Some(Some(s.replace('\u{FFFD}', " ")).filter(|s| !s.is_empty())),
         Some(Value::Bool(b)) => Some(Some(b.to_string())),
         Some(_) => None,
     }

@@ -3,45 +3,45 @@
 //! Upstream's query makes Loki parse every line of the run's streams as JSON
 //! (`| json ...`), filter on the extracted UID and render `line_format`:
 //! on a real Loki that costs about four times a plain line filter. With the
-//! connector plan (`LOGGING_PLUGIN_QUERY_PLAN=connector`) Loki only selects the streams and keeps the
-//! lines that contain the UID (`|= "<uid>"`, answered with the index labels
+//! connector plan (the default, `LOGGING_PLUGIN_QUERY_PLAN=connector`) Loki
+//! only selects the streams and keeps the lines that contain the UID (`|= "<uid>"`, answered with the index labels
 //! apart from structured metadata); the connector then does what the
 //! pipeline would have done, with the same result, byte for byte:
 //!
-//! 1. the `json` stage with parameters: each field read at its path (a
-//!    string unescaped, a number or boolean as written, `null` as empty, an
-//!    object or array as its JSON text; the last of duplicate keys), named
-//!    `<name>_extracted` when an index label has its name, and empty when
-//!    missing; a line that is not JSON (or empty) gets no fields;
-//! 2. the label filter: the extracted UID must equal the run's (a line that
+//! 1. the `json` stage with parameters, as Loki's lenient reader runs it
+//!    (`json.rs`: the first occurrence of each path, values unescaped with
+//!    U+FFFD as a space, objects as written, `null` and missing fields
+//!    empty, `__error__` and `__error_details__` where Loki notes an error),
+//!    the field named `<name>_extracted` when an index label has its name;
+//! 2. the label filter: the UID label must equal the run's (a line that
 //!    merely mentions the UID is not part of the log);
 //! 3. `line_format`, for the template subset upstream configurations use:
 //!    text, `{{.label}}` (empty when the label is missing), `{{__line__}}`,
 //!    comments and `{{-` / `-}}` trimming (of ASCII white space, as Go);
-//! 4. each line's labels (index labels, then structured metadata, then the
-//!    extracted fields; empty ones left out, as Loki leaves them out of its
+//! 4. each line's labels (index labels, structured metadata, which Loki
+//!    has already named `<name>_extracted` where it clashes with an index
+//!    label, then the extracted fields and error labels, each hiding a label
+//!    of its name; empty ones left out, as Loki leaves them out of its
 //!    answer) become its stream, so the order and positions of equal-time
 //!    lines are those of the Loki plan; an entry whose time, labels and text
 //!    repeat an earlier one's is dropped, as Loki drops it.
 //!
 //! A template or a field path outside what the connector renders exactly
 //! makes the backend use the Loki plan, and say so once in the service log.
-//! The Loki plan is the default (`LOGGING_PLUGIN_QUERY_PLAN=loki`) until the
-//! details below are confirmed.
+//! `LOGGING_PLUGIN_QUERY_PLAN=loki` forces the Loki plan (for set-ups that
+//! rely on other LogQL stages).
 //!
-//! The reference is the fake Loki (`tests/fakes/loki.rs`), built from
-//! captures of a real Loki. Some `json` details were not captured and may
-//! differ in a real Loki (its module doc lists them): duplicate keys, U+FFFD
-//! in strings, array values, lines that are not valid JSON after the run's
-//! fields, and structured metadata named like an index label.
+//! The rules were read from Loki's source; the tests check them against the
+//! fake Loki (`tests/fakes/loki.rs`), which models the same stage
+//! independently. One difference is known: Loki names a field
+//! `<name>_extracted` by the first stream of a query it sees with an index
+//! label of that name, where both plans here decide per stream.
 
 use std::collections::BTreeMap;
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
 
 use super::wire::{Entry, QueryResponse, StreamResult};
+
+mod json;
 
 /// One piece of a `line_format` template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,49 +130,13 @@ pub fn render(parts: &[Part], line: &str, labels: &BTreeMap<String, String>) -> 
     out
 }
 
-/// The paths to read, as a tree: a field ends at a node, or goes on below.
-#[derive(Debug, Default)]
-struct Node {
-    /// Fields (indexes into `Extraction::fields`) whose path ends here.
-    fields: Vec<usize>,
-    /// Keys below this object, with their subtrees.
-    children: Vec<(String, Node)>,
-}
-
-impl Node {
-    /// Forgets the values of the fields at and below this node.
-    fn clear(&self, values: &mut [Option<String>]) {
-        for &field in &self.fields {
-            values[field] = None;
-        }
-        for (_, child) in &self.children {
-            child.clear(values);
-        }
-    }
-
-    fn insert(&mut self, path: &[String], field: usize) {
-        match path.split_first() {
-            None => self.fields.push(field),
-            Some((key, rest)) => {
-                let child = match self.children.iter().position(|(k, _)| k == key) {
-                    Some(i) => &mut self.children[i].1,
-                    None => {
-                        self.children.push((key.clone(), Node::default()));
-                        &mut self.children.last_mut().expect("just pushed").1
-                    }
-                };
-                child.insert(rest, field);
-            }
-        }
-    }
-}
-
 /// What the connector does to a run's raw lines (steps 1 to 4 above).
 #[derive(Debug)]
 pub struct Extraction {
-    /// `(label, path)` in the order the Loki plan's `json` stage lists them.
-    fields: Vec<(String, Vec<String>)>,
-    paths: Node,
+    /// The labels the `json` stage sets, in the order it lists them.
+    labels: Vec<String>,
+    /// Their paths.
+    paths: json::Paths,
     /// The label holding the run UID, and the UID.
     uid_label: String,
     uid: String,
@@ -205,17 +169,24 @@ impl Extraction {
         let template = parse_template(template).map_err(|action| {
             format!("the line format's action {action} is not one the connector renders")
         })?;
-        let mut paths = Node::default();
-        let mut parsed = Vec::with_capacity(fields.len());
-        for (i, (label, path)) in fields.iter().enumerate() {
+        if fields.len() > json::MAX_PATHS {
+            return Err(format!(
+                "the connector reads at most {} fields, not {}",
+                json::MAX_PATHS,
+                fields.len()
+            ));
+        }
+        let mut labels = Vec::with_capacity(fields.len());
+        let mut paths = Vec::with_capacity(fields.len());
+        for (label, path) in fields {
             let keys = parse_path(path)
                 .ok_or_else(|| format!("the field path {path:?} is not one the connector reads"))?;
-            paths.insert(&keys, i);
-            parsed.push((label.clone(), keys));
+            labels.push(label.clone());
+            paths.push(keys);
         }
         Ok(Self {
-            fields: parsed,
-            paths,
+            labels,
+            paths: json::Paths::new(paths),
             uid_label: uid_label.to_owned(),
             uid: uid.to_owned(),
             template,
@@ -261,25 +232,21 @@ impl Extraction {
         entry: &Entry,
     ) -> Option<(BTreeMap<String, String>, String)> {
         let raw = entry.line.as_str();
-        // What the `json` stage leaves out: no fields at all.
-        if raw.is_empty() || !raw.starts_with(['"', '{', '[']) {
-            return None;
-        }
-        let mut values: Vec<Option<String>> = vec![None; self.fields.len()];
-        let mut deserializer = serde_json::Deserializer::from_str(raw);
-        // A line Loki cannot parse gets no UID: not the run's.
-        Seek {
-            node: &self.paths,
-            values: &mut values,
-        }
-        .deserialize(&mut deserializer)
-        .ok()?;
         let mut labels = index.clone();
+        // Loki has already named metadata that clashes with an index label
+        // `<name>_extracted`; metadata hides an index label of its name.
         for (key, value) in &entry.metadata {
-            labels.entry(key.clone()).or_insert_with(|| value.clone());
+            labels.insert(key.clone(), value.clone());
         }
-        for ((label, _), value) in self.fields.iter().zip(values.iter_mut()) {
-            if let Some(value) = value.take() {
+        if let Some(fields) = self.paths.read(raw) {
+            let mut read = 0;
+            for (label, value) in self.labels.iter().zip(fields.values) {
+                let Some(value) = value else {
+                    continue;
+                };
+                read += 1;
+                // An extracted field hides metadata of its name; an index
+                // label of its name makes it `<name>_extracted`.
                 let name = if index.contains_key(label) {
                     format!("{label}_extracted")
                 } else {
@@ -287,9 +254,24 @@ impl Extraction {
                 };
                 labels.insert(name, value);
             }
-        }
-        for (label, _) in &self.fields {
-            labels.entry(label.clone()).or_default();
+            match fields.error {
+                // No fields at all for a line that does not start like JSON.
+                Some(None) => {
+                    labels.insert(ERROR_LABEL.to_owned(), JSON_ERROR.to_owned());
+                }
+                error => {
+                    if let Some(Some(details)) = error {
+                        labels.insert(ERROR_LABEL.to_owned(), JSON_ERROR.to_owned());
+                        labels.insert(ERROR_DETAILS_LABEL.to_owned(), details.to_owned());
+                    }
+                    // Fields not read are empty, unless a label has the name.
+                    if read < self.labels.len() {
+                        for label in &self.labels {
+                            labels.entry(label.clone()).or_default();
+                        }
+                    }
+                }
+            }
         }
         if labels.get(&self.uid_label).map(String::as_str) != Some(self.uid.as_str()) {
             return None;
@@ -301,131 +283,11 @@ impl Extraction {
     }
 }
 
-/// A field's value as the `json` stage writes it, from its JSON text.
-fn field_value(raw: &RawValue) -> Option<String> {
-    let text = raw.get();
-    match text.as_bytes().first()? {
-        // Without escapes the text between the quotes is the value.
-        b'"' if !text.contains('\\') => Some(text[1..text.len() - 1].to_owned()),
-        b'"' => serde_json::from_str::<String>(text).ok(),
-        b'n' => Some(String::new()),
-        _ => Some(text.to_owned()),
-    }
-}
-
-/// Which child of a node a key names, without copying the key.
-struct KeyOf<'n>(&'n Node);
-
-impl<'de> DeserializeSeed<'de> for KeyOf<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<usize>, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for KeyOf<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_str<E>(self, key: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.children.iter().position(|(k, _)| k == key))
-    }
-}
-
-/// Reads the fields of `node` from a JSON value, skipping what no path
-/// needs.
-struct Seek<'n, 'v> {
-    node: &'n Node,
-    values: &'v mut Vec<Option<String>>,
-}
-
-impl<'de> DeserializeSeed<'de> for Seek<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Seek<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Seek { node, values } = self;
-        while let Some(key) = map.next_key_seed(KeyOf(node))? {
-            let Some(i) = key else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            let child = &node.children[i].1;
-            // The last of duplicate keys wins, as in Loki.
-            child.clear(values);
-            if child.fields.is_empty() {
-                // Only keys below: read them in the same pass.
-                map.next_value_seed(Seek {
-                    node: child,
-                    values: &mut *values,
-                })?;
-                continue;
-            }
-            let raw = map.next_value::<&'de RawValue>()?;
-            for &field in &child.fields {
-                values[field] = field_value(raw);
-            }
-            if !child.children.is_empty() {
-                let mut inner = serde_json::Deserializer::from_str(raw.get());
-                // Only an object has keys to follow; the text was checked.
-                let _ = Seek {
-                    node: child,
-                    values: &mut *values,
-                }
-                .deserialize(&mut inner);
-            }
-        }
-        Ok(())
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_string<E>(self, _: String) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-}
+/// The label Loki notes a stage's error in, its value for the `json` stage,
+/// and the label of its details.
+const ERROR_LABEL: &str = "__error__";
+const JSON_ERROR: &str = "JSONParserErr";
+const ERROR_DETAILS_LABEL: &str = "__error_details__";
 
 #[cfg(test)]
 mod tests {
@@ -514,13 +376,13 @@ mod tests {
             let (_, text) = one(&format!(r#"{{{k8s},"message":{value}}}"#), &[]).unwrap();
             assert_eq!(text, format!("c {rendered}"), "{value}");
         }
-        // The last of duplicate keys; trailing text after the object ignored.
+        // The first of duplicate keys; text after the fields ignored.
         let (_, text) = one(
             &format!(r#"{{"message":"a",{k8s},"message":"b"}} tail"#),
             &[],
         )
         .unwrap();
-        assert_eq!(text, "c b");
+        assert_eq!(text, "c a");
         // An index label of the same name: the field is `container_extracted`
         // and the template reads the index label.
         let (l, text) = one(
@@ -542,12 +404,54 @@ mod tests {
             "",
             "plain text U",
             r#"{"message":"U","kubernetes":{"labels":{"uid":"V"}}}"#,
-            r#"{"kubernetes":{"labels":{"uid":"U"}}"#,
             r#"{"kubernetes":{"labels":"U"}}"#,
             r#"["U"]"#,
             r#""U""#,
+            r#"{"kubernetes":{"labels":{"uid":"U"#,
         ] {
             assert!(one(line, &[]).is_none(), "{line:?}");
         }
+    }
+
+    #[test]
+    fn broken_lines_keep_what_loki_reads_of_them() {
+        // Cut after the UID: Loki's reader has what it needs and no error.
+        let (l, text) = one(r#"{"message":"m","kubernetes":{"labels":{"uid":"U"}}"#, &[]).unwrap();
+        assert_eq!(text, " m");
+        assert!(!l.contains_key("__error__"));
+        // A found value it cannot read: an error, and the field empty.
+        let (l, text) = one(
+            r#"{"kubernetes":{"labels":{"uid":"U"}},"message":tru}"#,
+            &[("container", "idx")],
+        )
+        .unwrap();
+        assert_eq!(text, "idx ");
+        assert_eq!(l["__error__"], "JSONParserErr");
+        assert_eq!(l["__error_details__"], "Unknown value type");
+        assert!(!l.contains_key("message"));
+    }
+
+    #[test]
+    fn metadata_and_fields_hide_labels_of_their_name() {
+        let entry = Entry {
+            ts_ns: 1,
+            line: r#"{"kubernetes":{"labels":{"uid":"U"}},"message":"m"}"#.to_owned(),
+            metadata: vec![
+                ("message".to_owned(), "from metadata".to_owned()),
+                ("container_extracted".to_owned(), "meta".to_owned()),
+                ("pod".to_owned(), "p".to_owned()),
+            ],
+        };
+        let index = labels(&[("pod", "index"), ("container", "idx")]);
+        let (l, text) = extraction().line(&index, &entry).unwrap();
+        assert_eq!(text, "idx m");
+        assert_eq!(
+            (
+                l["message"].as_str(),
+                l["pod"].as_str(),
+                l["container_extracted"].as_str()
+            ),
+            ("m", "p", "meta")
+        );
     }
 }
