@@ -28,7 +28,8 @@
 //! other flags scale it. `--settle-ms` is the server's
 //! `LOGGING_PLUGIN_FOLLOW_SETTLE_MS` (2000, its default), which every followed
 //! line waits out before it is sent; `--plan connector|loki` is its
-//! `LOGGING_PLUGIN_QUERY_PLAN` (and the query the direct reads send). Without `--bench` (as `cargo test
+//! `LOGGING_PLUGIN_QUERY_PLAN` (`connector`, its default) and the query the
+//! direct reads send. Without `--bench` (as `cargo test
 //! --benches` runs it) it is a smoke run of a few seconds. See
 //! docs/benchmarks.md.
 
@@ -132,7 +133,7 @@ impl Settings {
                 follow_lines: 20,
                 push_every: Duration::from_millis(20),
                 settle_ms: 200,
-                plan: "loki".to_owned(),
+                plan: "connector".to_owned(),
                 limit: 1700,
                 time_limit: Duration::from_secs(120),
             }
@@ -145,7 +146,7 @@ impl Settings {
                 follow_lines: 200,
                 push_every: Duration::from_millis(50),
                 settle_ms: 2000,
-                plan: "loki".to_owned(),
+                plan: "connector".to_owned(),
                 limit: 1700,
                 time_limit: Duration::from_secs(300),
             }

@@ -292,7 +292,7 @@ async fn the_server_resolves_runs_and_queries_loki_in_their_time_range() {
         queries[1]
             .param("query")
             .unwrap()
-            .contains("tekton_dev_taskRunUID\" |uid=\"199b33a4-ffa1-40f7-95c1-e8a4c01e4825\""),
+            .ends_with("|= \"199b33a4-ffa1-40f7-95c1-e8a4c01e4825\""),
         "{:?}",
         queries[1].param("query")
     );

@@ -228,10 +228,9 @@ pub struct PluginConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryPlan {
     /// The connector, over the lines Loki keeps with a line filter on the
-    /// UID.
+    /// UID (the default; see `backend/loki/plan.rs`).
     Connector,
-    /// Loki: upstream's query (the default until the connector's `json`
-    /// details are confirmed against a real Loki; see `plan.rs`).
+    /// Loki: upstream's query, for set-ups that rely on other LogQL stages.
     Loki,
 }
 
@@ -470,7 +469,7 @@ impl Config {
             query_plan: field(
                 raw,
                 keys::LOGGING_PLUGIN_QUERY_PLAN,
-                "loki",
+                "connector",
                 values::parse_query_plan,
             )?,
         };
