@@ -66,24 +66,28 @@ fn message() -> impl Strategy<Value = String> {
 /// One stored line.
 #[derive(Debug, Clone)]
 enum Line {
-    /// A forwarded JSON line; `uid` is whose it is (or none).
-    Json {
-        uid: Option<&'static str>,
-        message: Option<Value>,
-        container: Option<String>,
-        level: Option<String>,
-        /// Written with a duplicate `message` key whose first value is this.
-        shadowed: Option<String>,
-        /// A first `kubernetes` object, before the real one: its fields win.
-        decoy: Option<(Option<&'static str>, Option<&'static str>)>,
-        /// Written with white space around keys and values.
-        pretty: bool,
-        /// The `message` key written with an escape.
-        escaped_key: bool,
-        damage: Option<Damage>,
-    },
+    Json(JsonLine),
     /// Text that is not JSON.
     Text(String),
+}
+
+/// A forwarded JSON line.
+#[derive(Debug, Clone)]
+struct JsonLine {
+    /// Whose line it is (or none).
+    uid: Option<&'static str>,
+    message: Option<Value>,
+    container: Option<String>,
+    level: Option<String>,
+    /// Written with a duplicate `message` key whose first value is this.
+    shadowed: Option<String>,
+    /// A first `kubernetes` object, before the real one: its fields win.
+    decoy: Option<(Option<&'static str>, Option<&'static str>)>,
+    /// Written with white space around keys and values.
+    pretty: bool,
+    /// The `message` key written with an escape.
+    escaped_key: bool,
+    damage: Option<Damage>,
 }
 
 /// A message value.
@@ -163,7 +167,7 @@ fn line() -> impl Strategy<Value = Line> {
     )
         .prop_map(
             |((uid, message, container, level, shadowed), (decoy, pretty, escaped_key, damage))| {
-                Line::Json {
+                Line::Json(JsonLine {
                     uid,
                     message,
                     container,
@@ -173,7 +177,7 @@ fn line() -> impl Strategy<Value = Line> {
                     pretty,
                     escaped_key,
                     damage,
-                }
+                })
             },
         );
     prop_oneof![
@@ -198,7 +202,16 @@ fn kubernetes(uid: Option<&str>, container: Option<&str>) -> serde_json::Value {
 
 impl Line {
     fn text(&self) -> String {
-        let Line::Json {
+        match self {
+            Line::Json(json) => json.text(),
+            Line::Text(text) => text.clone(),
+        }
+    }
+}
+
+impl JsonLine {
+    fn text(&self) -> String {
+        let JsonLine {
             uid,
             message,
             container,
@@ -208,13 +221,7 @@ impl Line {
             pretty,
             escaped_key,
             damage,
-        } = self
-        else {
-            let Line::Text(text) = self else {
-                unreachable!()
-            };
-            return text.clone();
-        };
+        } = self;
         let mut object = serde_json::Map::new();
         if let Some(level) = level {
             object.insert("level".into(), level.clone().into());
