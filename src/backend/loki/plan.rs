@@ -239,12 +239,11 @@ impl Extraction {
             labels.insert(key.clone(), value.clone());
         }
         if let Some(fields) = self.paths.read(raw) {
-            let mut read = 0;
-            for (label, value) in self.labels.iter().zip(fields.values) {
-                let Some(value) = value else {
-                    continue;
-                };
-                read += 1;
+            let read = fields.found.len();
+            // In the order found: of two fields that get one name, the one
+            // found last wins, as in Loki.
+            for (p, value) in fields.found {
+                let label = &self.labels[p];
                 // An extracted field hides metadata of its name; an index
                 // label of its name makes it `<name>_extracted`.
                 let name = if index.contains_key(label) {
@@ -429,6 +428,38 @@ mod tests {
         assert_eq!(l["__error__"], "JSONParserErr");
         assert_eq!(l["__error_details__"], "Unknown value type");
         assert!(!l.contains_key("message"));
+    }
+
+    #[test]
+    fn of_two_fields_named_alike_the_one_later_in_the_line_wins() {
+        // `container` is an index label, so the `container` field is named
+        // `container_extracted`, like the mapped `shadow` field.
+        let fields = [
+            (
+                "container".to_owned(),
+                "kubernetes.container_name".to_owned(),
+            ),
+            ("container_extracted".to_owned(), "shadow".to_owned()),
+            ("uid".to_owned(), "kubernetes.labels.uid".to_owned()),
+        ];
+        let extraction = Extraction::new(&fields, "uid", "U", "{{.container_extracted}}").unwrap();
+        let index = labels(&[("container", "idx")]);
+        let k8s = r#""kubernetes":{"container_name":"c","labels":{"uid":"U"}}"#;
+        for (line, want) in [
+            (format!(r#"{{"shadow":"s",{k8s}}}"#), "c"),
+            (format!(r#"{{{k8s},"shadow":"s"}}"#), "s"),
+        ] {
+            let entry = Entry {
+                ts_ns: 1,
+                line,
+                metadata: Vec::new(),
+            };
+            let (l, text) = extraction.line(&index, &entry).unwrap();
+            assert_eq!(
+                (l["container_extracted"].as_str(), text.as_str()),
+                (want, want)
+            );
+        }
     }
 
     #[test]

@@ -35,8 +35,10 @@ pub const MAX_PATHS: usize = 64;
 /// What the stage made of a line.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Fields {
-    /// Each path's value, in the stage's order, when one was read.
-    pub values: Vec<Option<String>>,
+    /// The values read, each with its path's index, in the order the scan
+    /// found them (Loki sets the labels in this order, so when two paths
+    /// give labels of one name, the one found last wins).
+    pub found: Vec<(usize, String)>,
     /// The error noted, if any: `Some(None)` for a line that does not start
     /// like JSON (Loki gives no details then), else the last error's text.
     pub error: Option<Option<&'static str>>,
@@ -62,23 +64,21 @@ impl Paths {
     pub fn read(&self, line: &str) -> Option<Fields> {
         let data = line.as_bytes();
         let first = *data.first()?;
-        let mut fields = Fields {
-            values: vec![None; self.paths.len()],
-            error: None,
-        };
+        let mut fields = Fields::default();
         if !matches!(first, b'"' | b'{' | b'[') {
             fields.error = Some(None);
             return Some(fields);
         }
-        if let Err(details) = self.scan(line, &mut fields.values) {
+        if let Err(details) = self.scan(line, &mut fields.found) {
             fields.error = Some(Some(details));
         }
         Some(fields)
     }
 
-    /// The scan: sets the values of the paths found; `Err` holds the last
-    /// error noted (a later one replaces the details of an earlier one).
-    fn scan(&self, line: &str, values: &mut [Option<String>]) -> Result<(), &'static str> {
+    /// The scan: notes the values of the paths found, in order; `Err` holds
+    /// the last error noted (a later one replaces the details of an earlier
+    /// one).
+    fn scan(&self, line: &str, found: &mut Vec<(usize, String)>) -> Result<(), &'static str> {
         let data = line.as_bytes();
         let all: u64 = if self.paths.len() == MAX_PATHS {
             u64::MAX
@@ -130,7 +130,7 @@ impl Paths {
                             }
                             done |= 1 << p;
                             match value(line, next + 1) {
-                                Ok(v) => values[p] = Some(v),
+                                Ok(v) => found.push((p, v)),
                                 Err(details) => error = Some(details),
                             }
                         }
@@ -355,7 +355,11 @@ mod tests {
                 .collect(),
         );
         let fields = paths.read(line).expect("not empty");
-        (fields.values, fields.error)
+        let mut values = vec![None; paths.paths.len()];
+        for (p, value) in fields.found {
+            values[p] = Some(value);
+        }
+        (values, fields.error)
     }
 
     fn some(values: &[&str]) -> Vec<Option<String>> {
@@ -415,6 +419,66 @@ mod tests {
             r#"{"list":[{"message":"no"}],"k":{"x":"1"} "mess\u0061ge":"yes"}"#,
         );
         assert_eq!(values, some(&["yes", "1"]));
+    }
+
+    #[test]
+    fn arrays_are_skipped_and_text_before_an_object_is_scanned() {
+        let uid = ["kubernetes.labels.tekton_dev_taskRunUID"];
+        for line in [
+            r#"{"kubernetes":[{"labels":{"tekton_dev_taskRunUID":"U"}}]}"#,
+            r#"[{"kubernetes":{"labels":{"tekton_dev_taskRunUID":"U"}}}]"#,
+        ] {
+            assert_eq!(read(&uid, line), (vec![None], None), "{line}");
+        }
+        // An array or a string first, then an object: the object is read.
+        for line in [
+            r#"[x] {"a":"v"}"#,
+            r#""s" {"a":"v"}"#,
+            r#"[{"a":"in"}] {"a":"v"}"#,
+        ] {
+            assert_eq!(read(&["a"], line), (some(&["v"]), None), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_unescaped_ends_the_scan_quietly() {
+        assert_eq!(
+            read(&["a"], r#"{"b":{"\q":1},"a":"v"}"#),
+            (vec![None], None)
+        );
+    }
+
+    #[test]
+    fn the_last_error_noted_gives_the_details() {
+        let (values, error) = read(&["a", "b"], r#"{"a":tru,"b":"open"#);
+        assert_eq!(
+            (values, error),
+            (vec![None, None], Some(Some(MALFORMED_STRING)))
+        );
+    }
+
+    #[test]
+    fn carriage_returns_are_white_space() {
+        assert_eq!(
+            read(&["a", "b"], "{\r\"a\"\r:\r\"v\"\r,\"b\":\r1\r}"),
+            (some(&["v", "1"]), None)
+        );
+    }
+
+    #[test]
+    fn a_low_half_above_the_surrogates_still_pairs() {
+        // The reader only checks that the low half is at least DC00.
+        assert_eq!(
+            read(&["m"], r#"{"m":"\ud83d\ue000"}"#),
+            (some(&["\u{1F800}"]), None)
+        );
+    }
+
+    #[test]
+    fn values_are_found_in_line_order() {
+        let paths = Paths::new(vec![vec!["a".into()], vec!["b".into()]]);
+        let fields = paths.read(r#"{"b":"2","a":"1"}"#).unwrap();
+        assert_eq!(fields.found, vec![(1, "2".into()), (0, "1".into())]);
     }
 
     #[test]
