@@ -120,8 +120,8 @@ pub const LOGGING_PLUGIN_LOOKBACK_DURATION: &str = "LOGGING_PLUGIN_LOOKBACK_DURA
 
 /// Who runs the query's pipeline (ours): `connector` (Loki keeps the lines
 /// containing the run's UID; the connector extracts, filters and formats
-/// them) or `loki` (upstream's query: Loki does it all). Default `loki`; with
-/// `connector`, a line format or field path the connector cannot render
+/// them) or `loki` (upstream's query: Loki does it all). Default
+/// `connector`; a line format or field path the connector cannot render
 /// exactly falls back to `loki`.
 pub const LOGGING_PLUGIN_QUERY_PLAN: &str = "LOGGING_PLUGIN_QUERY_PLAN";
 

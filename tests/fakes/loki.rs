@@ -74,7 +74,8 @@
 //!   once per query, by the first stream it reads, whether a parameter is `<name>` or
 //!   `<name>_extracted` (for an index label of that name); the fake decides per stream. Paths
 //!   with an `[n]` index use the strict reader (last duplicate key wins, no fields from a
-//!   malformed line). The connector's query plan (`plan.rs`) follows this fake.
+//!   malformed line). The connector's query plan (`plan.rs`) models the same stage
+//!   independently; the differential test compares the two.
 //! - `detected_level`: the logfmt branch takes the first level-like key in line order (Loki prefers
 //!   the earliest key of its hint list); otherwise Loki's rules and keyword lists are followed.
 //! - Among entries with the same timestamp in different result streams, the `limit` cut keeps the

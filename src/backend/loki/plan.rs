@@ -31,11 +31,15 @@
 //! `LOGGING_PLUGIN_QUERY_PLAN=loki` forces the Loki plan (for set-ups that
 //! rely on other LogQL stages).
 //!
-//! The rules were read from Loki's source; the tests check them against the
-//! fake Loki (`tests/fakes/loki.rs`), which models the same stage
-//! independently. One difference is known: Loki names a field
-//! `<name>_extracted` by the first stream of a query it sees with an index
-//! label of that name, where both plans here decide per stream.
+//! The rules were read from Loki's v3 source (the 3.7 and 3.8 releases);
+//! older releases read some lines differently (see docs/providers.md). The
+//! tests check them against the fake Loki (`tests/fakes/loki.rs`), which
+//! models the same stage independently. Known differences from a real Loki:
+//! it names a field `<name>_extracted` by the first stream of a query it
+//! sees with an index label of that name, where both plans here decide per
+//! stream; structured metadata named `__error__` is not modelled; a line
+//! whose run UID is only in structured metadata or an index label, not in
+//! its text, is missed by the `|=` filter.
 
 use std::collections::BTreeMap;
 

@@ -9,10 +9,11 @@
 //!   whatever follows (a cut line, a broken tail) does not matter. Commas and
 //!   colons between members are not checked, keys inside arrays are never
 //!   seen, and most malformed text just ends the scan, with no error.
-//! - A key at the top level or above it (after a stray `}`), or an array
-//!   opened there, is an error (`Malformed JSON error`); so is a found value
-//!   that cannot be read (an unterminated string, array or object, or a
-//!   token that is not a number, `true`, `false` or `null`).
+//! - A key at the top level or above it (after a stray `}`) is an error
+//!   (`Malformed JSON error`), and so is an array opened above the top level
+//!   (one at the top level is skipped like any other). A found value that
+//!   cannot be read is an error too (an unterminated string, array or
+//!   object, or a token that is not a number, `true`, `false` or `null`).
 //! - A line whose first byte is not `"`, `{` or `[` is an error with no
 //!   details and no fields; an empty line is left alone.
 //! - Values: `null` is empty, an object is its text as written; a string,
