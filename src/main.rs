@@ -218,6 +218,9 @@ async fn check(args: ConfigArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("the {} store is not usable: {e}", backend.provider()))?;
     print_out(&format!("ok: the {} store is usable\n", backend.provider()))?;
+    for warning in backend.warnings() {
+        print_out(&format!("warning: {warning}\n"))?;
+    }
     let authorizer = tekton_results_logs::auth::build(&config.security.auth)
         .map_err(|e| format!("invalid configuration: {e}"))?;
     if config.security.auth.is_enabled() {

@@ -71,7 +71,7 @@ fn seed(loki: &FakeLoki, lines: &[(i64, &str, String)]) {
 }
 
 /// The config keys pointing at `loki`, plus `extra`.
-fn loki_env(loki: &FakeLoki, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn loki_env(loki: &FakeLoki, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = vec![
         ("LOGS_TYPE".to_owned(), "Loki".to_owned()),
         ("LOGGING_PLUGIN_API_URL".to_owned(), loki.url()),

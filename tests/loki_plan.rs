@@ -491,3 +491,33 @@ async fn a_template_the_connector_cannot_render_is_left_to_loki() {
     let query = asked[0].param("query").unwrap();
     assert!(query.contains("| line_format \"{{ printf"), "{query}");
 }
+
+#[tokio::test]
+async fn check_says_when_the_connector_plan_falls_back() {
+    let loki = FakeLoki::start(FakeLokiConfig::default());
+    let check = |line_format: &'static str| {
+        let env = crate::loki::loki_env(&loki, &[("LOGGING_PLUGIN_LINE_FORMAT", line_format)]);
+        async move {
+            let out = tokio::process::Command::new(crate::support::BIN)
+                .arg("check")
+                .env_clear()
+                .envs(env)
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    let rendered = check("[{{ .container }}] {{.message}}").await;
+    assert!(!rendered.contains("warning"), "{rendered}");
+    let refused = check("{{ .message | upper }}").await;
+    assert!(
+        refused.contains(
+            "warning: LOGGING_PLUGIN_QUERY_PLAN is connector, but Loki runs the query's \
+             pipeline (the Loki plan): the line format's action {{.message | upper}} is not \
+             one the connector renders"
+        ),
+        "{refused}"
+    );
+}

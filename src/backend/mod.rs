@@ -213,6 +213,13 @@ pub trait LogBackend: Debug + Send + Sync + 'static {
     /// Checks that the provider is usable (reachable, writable).
     async fn check(&self) -> Result<()>;
 
+    /// What an operator should know about how this configuration is served
+    /// (shown by `check`; `serve` logs it when the backend is made). None
+    /// unless the provider says so.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Reads one container's log by its pod, for stores that keep lines by
     /// pod and container; the first item is `Err(Unsupported)` elsewhere.
     fn read_container(&self, query: ContainerQuery) -> PageStream {

@@ -60,6 +60,8 @@ pub struct LokiBackend {
     fanout: Arc<Fanout>,
     /// Who runs the query's pipeline.
     plan: QueryPlan,
+    /// Why the connector plan was configured but the Loki plan is used.
+    plan_fallback: Option<String>,
 }
 
 impl LokiBackend {
@@ -106,6 +108,7 @@ impl LokiBackend {
             taskrun_uid_key: plugin.taskrun_uid_key.clone(),
             pipelinerun_uid_key: plugin.pipelinerun_uid_key.clone(),
         };
+        let mut plan_fallback = None;
         let plan = match plugin.query_plan {
             QueryPlan::Loki => QueryPlan::Loki,
             QueryPlan::Connector => {
@@ -119,6 +122,7 @@ impl LokiBackend {
                             %reason,
                             "Loki runs the query's pipeline (the upstream query): the connector cannot reproduce it exactly"
                         );
+                        plan_fallback = Some(reason);
                         QueryPlan::Loki
                     }
                 }
@@ -128,6 +132,7 @@ impl LokiBackend {
             client: Arc::new(client),
             shape,
             plan,
+            plan_fallback,
             template,
             limit: plugin.query_limit,
             forwarder_delay: plugin.forwarder_delay,
@@ -478,6 +483,18 @@ impl LogBackend for LokiBackend {
 
     async fn check(&self) -> Result<()> {
         self.client.check().await
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.plan_fallback
+            .iter()
+            .map(|reason| {
+                format!(
+                    "{} is connector, but Loki runs the query's pipeline (the Loki plan): {reason}",
+                    crate::config::keys::LOGGING_PLUGIN_QUERY_PLAN
+                )
+            })
+            .collect()
     }
 
     fn read_container(&self, query: ContainerQuery) -> PageStream {
