@@ -3683,18 +3683,20 @@ fn parse_json_path(s: &str) -> Option<Vec<PathSeg>> {
     let c: Vec<char> = s.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();
+    // An unquoted key, as Loki's lexer reads one: a letter or `_`, then
+    // letters, digits and `_` (ASCII only; anything else is refused).
     let ident = |i: &mut usize| -> Option<String> {
         let st = *i;
-        while *i < c.len()
-            && (c[*i].is_alphanumeric()
-                || c[*i] == '_'
-                || c[*i] == '-'
-                || c[*i] == '/'
-                || c[*i] == '@')
+        if !c
+            .get(*i)
+            .is_some_and(|&ch| ch.is_ascii_alphabetic() || ch == '_')
         {
+            return None;
+        }
+        while *i < c.len() && (c[*i].is_ascii_alphanumeric() || c[*i] == '_') {
             *i += 1;
         }
-        (*i > st).then(|| c[st..*i].iter().collect())
+        Some(c[st..*i].iter().collect())
     };
     if c.first() != Some(&'[') {
         out.push(PathSeg::Key(ident(&mut i)?));

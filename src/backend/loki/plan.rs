@@ -147,14 +147,17 @@ pub struct Extraction {
     template: Vec<Part>,
 }
 
-/// A field path the connector reads: dot-separated keys of the characters
-/// Loki's path syntax allows unquoted.
+/// A field path the connector reads: dot-separated keys as Loki's path
+/// lexer reads them unquoted (a letter or `_`, then letters, digits and
+/// `_`). Anything else (brackets, other characters, white space Loki would
+/// skip) is left to Loki, which reads it or refuses it itself.
 fn parse_path(path: &str) -> Option<Vec<String>> {
     let key_ok = |key: &str| {
-        !key.is_empty()
-            && key
-                .chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '/' | '@'))
+        let mut bytes = key.bytes();
+        bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
     };
     let keys: Vec<String> = path.split('.').map(str::to_owned).collect();
     keys.iter().all(|k| key_ok(k)).then_some(keys)
@@ -432,6 +435,30 @@ mod tests {
         assert_eq!(l["__error__"], "JSONParserErr");
         assert_eq!(l["__error_details__"], "Unknown value type");
         assert!(!l.contains_key("message"));
+    }
+
+    #[test]
+    fn paths_outside_lokis_unquoted_keys_are_left_to_loki() {
+        let plan = |path: &str| {
+            let fields = [
+                ("message".to_owned(), path.to_owned()),
+                ("uid".to_owned(), "k.uid".to_owned()),
+            ];
+            Extraction::new(&fields, "uid", "U", "{{.message}}")
+        };
+        for path in [
+            "message",
+            "_m.a_1",
+            "Kubernetes.labels.tekton_dev_taskRunUID",
+        ] {
+            assert!(plan(path).is_ok(), "{path}");
+        }
+        for path in [
+            "a-b", "a/b", "a@b", "1a", "a.2", "é", "a..b", ".a", "a b", "a[0]", r#"["a"]"#,
+        ] {
+            let refusal = plan(path).unwrap_err();
+            assert!(refusal.contains("is not one the connector reads"), "{path}");
+        }
     }
 
     #[test]
