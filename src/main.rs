@@ -213,14 +213,14 @@ async fn check(args: ConfigArgs) -> Result<(), String> {
         ))?;
     }
     let backend = backend::build(&config).map_err(|e| format!("invalid configuration: {e}"))?;
+    for warning in backend.warnings() {
+        print_out(&format!("warning: {warning}\n"))?;
+    }
     backend
         .check()
         .await
         .map_err(|e| format!("the {} store is not usable: {e}", backend.provider()))?;
     print_out(&format!("ok: the {} store is usable\n", backend.provider()))?;
-    for warning in backend.warnings() {
-        print_out(&format!("warning: {warning}\n"))?;
-    }
     let authorizer = tekton_results_logs::auth::build(&config.security.auth)
         .map_err(|e| format!("invalid configuration: {e}"))?;
     if config.security.auth.is_enabled() {
@@ -258,6 +258,9 @@ async fn serve(args: ConfigArgs) -> Result<(), String> {
         tracing::warn!(key, "not a key this service reads; it is ignored");
     }
     let backend = backend::build(&config).map_err(|e| format!("invalid configuration: {e}"))?;
+    for warning in backend.warnings() {
+        tracing::warn!("{warning}");
+    }
     backend
         .check()
         .await

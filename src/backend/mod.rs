@@ -214,8 +214,8 @@ pub trait LogBackend: Debug + Send + Sync + 'static {
     async fn check(&self) -> Result<()>;
 
     /// What an operator should know about how this configuration is served
-    /// (shown by `check`; `serve` logs it when the backend is made). None
-    /// unless the provider says so.
+    /// (`check` prints it, `serve` logs it at start-up). None unless the
+    /// provider says so.
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }

@@ -131,8 +131,10 @@ const BAD_VALUES: &[(&str, &str, &str)] = &[
     (keys::LOGGING_PLUGIN_TOKEN_PATH, "", "empty path"),
     (keys::LOGGING_PLUGIN_NAMESPACE_KEY, "", "must not be empty"),
     (keys::LOGGING_PLUGIN_NAMESPACE_KEY, "kubernetes.namespace", "not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
-    (keys::LOGGING_PLUGIN_CONTAINER_KEY, "kubernetes..name", "not a dotted JSON path (parts of A-Z, a-z, 0-9, _ or - joined by dots)"),
-    (keys::LOGGING_PLUGIN_CONTAINER_KEY, "a.b c", "not a dotted JSON path (parts of A-Z, a-z, 0-9, _ or - joined by dots)"),
+    (keys::LOGGING_PLUGIN_CONTAINER_KEY, "kubernetes..name", "not a dotted JSON path Loki reads (keys of a letter or _, then letters, digits or _, joined by dots)"),
+    (keys::LOGGING_PLUGIN_CONTAINER_KEY, "a.b c", "not a dotted JSON path Loki reads (keys of a letter or _, then letters, digits or _, joined by dots)"),
+    (keys::LOGGING_PLUGIN_TASKRUN_UID_KEY, "kubernetes.labels.tekton-dev", "not a dotted JSON path Loki reads (keys of a letter or _, then letters, digits or _, joined by dots)"),
+    (keys::LOGGING_PLUGIN_PIPELINERUN_UID_KEY, "labels.1uid", "not a dotted JSON path Loki reads (keys of a letter or _, then letters, digits or _, joined by dots)"),
     (keys::LOGGING_PLUGIN_STATIC_LABELS, "a=b,c", "item \"c\" is not name=value"),
     (keys::LOGGING_PLUGIN_STATIC_LABELS, "a=b=c", "item \"a=b=c\" is not name=value"),
     (keys::LOGGING_PLUGIN_STATIC_LABELS, "a=b,", "item \"\" is not name=value"),
@@ -366,7 +368,7 @@ fn list_and_optional_keys() {
     let c = config(&[
         (
             keys::LOGGING_PLUGIN_CONTAINER_KEY,
-            "kubernetes.container-name_1",
+            "kubernetes.container_name_1",
         ),
         (
             keys::LOGGING_PLUGIN_STATIC_LABELS,
@@ -383,7 +385,7 @@ fn list_and_optional_keys() {
     let p = &c.plugin;
     assert_eq!(
         p.container_key.as_deref(),
-        Some("kubernetes.container-name_1")
+        Some("kubernetes.container_name_1")
     );
     assert_eq!(
         p.static_labels,

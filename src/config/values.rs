@@ -167,20 +167,21 @@ pub(super) fn parse_label_name(v: &str) -> Result<String, String> {
     }
 }
 
+/// The keys of a dotted JSON path, as Loki's `json` stage reads them
+/// unquoted.
+const PATH_KEYS: &str = "keys of a letter or _, then letters, digits or _, joined by dots";
+
 pub(super) fn parse_json_path(v: &str) -> Result<Option<String>, String> {
     if v.is_empty() {
         return Ok(None);
     }
-    let part_ok = |part: &str| {
-        !part.is_empty()
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
-    if v.split('.').all(part_ok) {
+    // The path goes into Loki's `json` stage as written, so its keys are
+    // what Loki's path lexer reads unquoted; any other key makes Loki refuse
+    // every query.
+    if v.split('.').all(is_identifier) {
         Ok(Some(v.to_owned()))
     } else {
-        Err("not a dotted JSON path (parts of A-Z, a-z, 0-9, _ or - joined by dots)".to_owned())
+        Err(format!("not a dotted JSON path Loki reads ({PATH_KEYS})"))
     }
 }
 

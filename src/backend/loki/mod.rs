@@ -40,6 +40,7 @@ use super::{
     ByteStream, Completion, ContainerQuery, Error, LogBackend, LogQuery, PageStream, RecordFields,
     Result, WriteSummary,
 };
+use crate::config::keys::LOGGING_PLUGIN_QUERY_PLAN;
 use crate::config::{Config, QueryPlan};
 use crate::record::Position;
 use crate::run::{Run, RunKind};
@@ -118,10 +119,7 @@ impl LokiBackend {
                 match refusal {
                     None => QueryPlan::Connector,
                     Some(reason) => {
-                        tracing::warn!(
-                            %reason,
-                            "Loki runs the query's pipeline (the upstream query): the connector cannot reproduce it exactly"
-                        );
+                        // Said by `warnings`.
                         plan_fallback = Some(reason);
                         QueryPlan::Loki
                     }
@@ -490,8 +488,8 @@ impl LogBackend for LokiBackend {
             .iter()
             .map(|reason| {
                 format!(
-                    "{} is connector, but Loki runs the query's pipeline (the Loki plan): {reason}",
-                    crate::config::keys::LOGGING_PLUGIN_QUERY_PLAN
+                    "{LOGGING_PLUGIN_QUERY_PLAN} is connector, but Loki runs the query's \
+                     pipeline (the Loki plan): {reason}"
                 )
             })
             .collect()

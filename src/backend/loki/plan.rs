@@ -35,11 +35,12 @@
 //! older releases read some lines differently (see docs/providers.md). The
 //! tests check them against the fake Loki (`tests/fakes/loki.rs`), which
 //! models the same stage independently. Known differences from a real Loki:
-//! it names a field `<name>_extracted` by the first stream of a query it
-//! sees with an index label of that name, where both plans here decide per
-//! stream; structured metadata named `__error__` is not modelled; a line
-//! whose run UID is only in structured metadata or an index label, not in
-//! its text, is missed by the `|=` filter.
+//! Loki fixes whether a field is `<name>` or `<name>_extracted` by the
+//! stream of the first line its stage (one per query shard) finds the field
+//! in, where both plans here decide per stream; structured metadata named
+//! `__error__` is not modelled; a line whose run UID is only in structured
+//! metadata or an index label, not in its text, is missed by the `|=`
+//! filter.
 
 use std::collections::BTreeMap;
 
@@ -186,8 +187,12 @@ impl Extraction {
         let mut labels = Vec::with_capacity(fields.len());
         let mut paths = Vec::with_capacity(fields.len());
         for (label, path) in fields {
-            let keys = parse_path(path)
-                .ok_or_else(|| format!("the field path {path:?} is not one the connector reads"))?;
+            let keys = parse_path(path).ok_or_else(|| {
+                format!(
+                    "the field path {path:?} is not one the connector reads (Loki reads it \
+                         with the Loki plan, or refuses the query if its syntax is wrong)"
+                )
+            })?;
             labels.push(label.clone());
             paths.push(keys);
         }
