@@ -228,61 +228,52 @@ impl Line {
 
 impl JsonLine {
     fn text(&self) -> String {
-        let JsonLine {
-            uid,
-            message,
-            container,
-            level,
-            shadowed,
-            message_first,
-            shadow,
-            decoy,
-            pretty,
-            escaped_key,
-            damage,
-        } = self;
         let mut object = serde_json::Map::new();
-        if let Some(level) = level {
+        if let Some(level) = &self.level {
             object.insert("level".into(), level.clone().into());
         }
-        object.insert("kubernetes".into(), kubernetes(*uid, container.as_deref()));
-        let mut text = if *pretty {
+        object.insert(
+            "kubernetes".into(),
+            kubernetes(self.uid, self.container.as_deref()),
+        );
+        let mut text = if self.pretty {
             serde_json::to_string_pretty(&object).unwrap()
         } else {
             serde_json::Value::Object(object).to_string()
         };
-        if let Some((uid, container)) = decoy {
+        if let Some((uid, container)) = &self.decoy {
             // Before the real `kubernetes` key: the first of duplicates.
             let first = format!("\"kubernetes\":{},", kubernetes(*uid, *container));
             text.insert_str(1, &first);
         }
         text.pop(); // the closing brace
-        let key = if *escaped_key {
+        let key = if self.escaped_key {
             "\"mess\\u0061ge\""
         } else {
             "\"message\""
         };
-        let colon = if *pretty { " : " } else { ":" };
+        let colon = if self.pretty { " : " } else { ":" };
         // Members written before the rest, and after it.
         let mut before = Vec::new();
         let mut after = Vec::new();
-        if let Some((value, first)) = shadow {
+        if let Some((value, first)) = &self.shadow {
             let member = format!(
                 "\"shadow\"{colon}{}",
                 serde_json::Value::from(value.clone())
             );
-            if *first { &mut before } else { &mut after }.push(member);
+            let side = if *first { &mut before } else { &mut after };
+            side.push(member);
         }
-        let messages = if *message_first {
+        let messages = if self.message_first {
             &mut before
         } else {
             &mut after
         };
-        if let Some(first) = shadowed {
+        if let Some(first) = &self.shadowed {
             let first = serde_json::Value::from(first.clone());
             messages.push(format!("{key}{colon}{first}"));
         }
-        if let Some(message) = message {
+        if let Some(message) = &self.message {
             let written = match message {
                 Value::Json(value) => value.to_string(),
                 Value::Escaped(s) => {
@@ -301,7 +292,7 @@ impl JsonLine {
             text.push_str(&member);
         }
         text.push('}');
-        match damage {
+        match &self.damage {
             None => {}
             Some(Damage::Cut(share)) => {
                 let mut at = text.len() * usize::from(*share) / 256;
@@ -348,14 +339,19 @@ const METADATA: &[&[(&str, &str)]] = &[
     &[("uid", UID)],
 ];
 
-/// The `LOGGING_PLUGIN_JSON_MAP`s tried: none, an extra field, and a field
-/// named as the container field is named on a stream with a `container`
-/// label (of two fields named alike, the one later in the line wins).
-const JSON_MAPS: &[Option<&str>] = &[
-    None,
-    Some(r#"{"level":"level"}"#),
-    Some(r#"{"level":"level","container_extracted":"shadow"}"#),
-];
+/// A JSON map whose field is named as the container field is named on a
+/// stream with a `container` label (of two fields named alike, the one later
+/// in the line wins). Loki fixes a field's name by the stream of the first
+/// line it finds the field in, where the fake and the connector decide per
+/// stream, so with this map every line goes to that stream.
+const COLLIDING_MAP: &str = r#"{"level":"level","container_extracted":"shadow"}"#;
+
+/// The stream with an index label named `container`.
+const CONTAINER_STREAM: usize = 2;
+
+/// The `LOGGING_PLUGIN_JSON_MAP`s tried: none, an extra field, and the
+/// colliding one.
+const JSON_MAPS: &[Option<&str>] = &[None, Some(r#"{"level":"level"}"#), Some(COLLIDING_MAP)];
 
 /// `(stream, time step, line, its structured metadata)`.
 type Seeded = Vec<(usize, u8, Line, usize)>;
@@ -372,17 +368,18 @@ fn log() -> impl Strategy<Value = Seeded> {
     )
 }
 
-fn seed(loki: &FakeLoki, log: &Seeded) {
+/// Seeds the log, each line to its stream or all to `only`.
+fn seed(loki: &FakeLoki, log: &Seeded, only: Option<usize>) {
     let mut ts = now_ns() - 600 * 1_000_000_000;
     for (stream, step, line, metadata) in log {
         ts += i64::from(*step) * 1_000_000;
         let text = line.text();
-        let metadata = if *metadata == 3 && !text.contains(UID) {
-            0
-        } else {
-            *metadata
-        };
-        loki.push_lines_with_metadata(STREAMS[*stream], &[(ts, text.as_str(), METADATA[metadata])]);
+        let mut metadata = METADATA[*metadata];
+        if metadata.iter().any(|(name, _)| *name == "uid") && !text.contains(UID) {
+            metadata = &[];
+        }
+        let stream = only.unwrap_or(*stream);
+        loki.push_lines_with_metadata(STREAMS[stream], &[(ts, text.as_str(), metadata)]);
     }
 }
 
@@ -426,9 +423,16 @@ fn shape(records: &[LogRecord]) -> Vec<Shape> {
         .collect()
 }
 
-async fn both_plans(log: Seeded, limit: u32, template: &str, json_map: Option<&str>) {
+/// Reads the log with both plans, checks they agree, and gives the records.
+async fn both_plans(
+    log: Seeded,
+    limit: u32,
+    template: &str,
+    json_map: Option<&str>,
+) -> Vec<LogRecord> {
     let loki = FakeLoki::start(FakeLokiConfig::default());
-    seed(&loki, &log);
+    let only = (json_map == Some(COLLIDING_MAP)).then_some(CONTAINER_STREAM);
+    seed(&loki, &log, only);
     let name = LogName::parse(&format!("{NS}/results/r/logs/{UID}")).unwrap();
     let run = Run::from_name(name);
     let by_loki = records(
@@ -453,6 +457,7 @@ async fn both_plans(log: Seeded, limit: u32, template: &str, json_map: Option<&s
     assert!(asked.iter().any(|r| r
         .param("query")
         .is_some_and(|q| q.ends_with(&format!("|= \"{UID}\"")))));
+    by_connector
 }
 
 proptest! {
@@ -470,6 +475,26 @@ proptest! {
             .unwrap()
             .block_on(both_plans(log, limit, template, json_map));
     }
+}
+
+#[tokio::test]
+async fn of_two_fields_named_alike_the_later_in_the_line_wins() {
+    let k8s = |container: &str| {
+        format!(
+            r#""kubernetes":{{"container_name":"{container}","labels":{{"tekton_dev_taskRunUID":"{UID}"}}}}"#
+        )
+    };
+    let lines = [
+        format!(r#"{{"shadow":"s1",{},"message":"m"}}"#, k8s("step-a")),
+        format!(r#"{{{},"shadow":"s2","message":"m"}}"#, k8s("step-b")),
+    ];
+    let log: Seeded = lines
+        .into_iter()
+        .map(|text| (CONTAINER_STREAM, 1, Line::Text(text), 0))
+        .collect();
+    let records = both_plans(log, 10, "{{.container_extracted}}", Some(COLLIDING_MAP)).await;
+    let texts: Vec<&[u8]> = records.iter().map(|r| &r.message[..]).collect();
+    assert_eq!(texts, [&b"step-a"[..], b"s2"]);
 }
 
 #[tokio::test]
@@ -510,7 +535,14 @@ async fn check_says_when_the_connector_plan_falls_back() {
         }
     };
     let rendered = check("[{{ .container }}] {{.message}}").await;
-    assert!(!rendered.contains("warning"), "{rendered}");
+    assert!(
+        rendered.contains("LOGGING_PLUGIN_QUERY_PLAN:"),
+        "{rendered}"
+    );
+    assert!(
+        !rendered.contains("LOGGING_PLUGIN_QUERY_PLAN is connector"),
+        "{rendered}"
+    );
     let refused = check("{{ .message | upper }}").await;
     assert!(
         refused.contains(

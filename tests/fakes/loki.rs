@@ -71,11 +71,11 @@
 //!   keys and stops once every path is found (text after that is not looked at; a line broken
 //!   before keeps the fields found so far), string, number and array values unescaped with
 //!   U+FFFD and invalid bytes as spaces, objects raw, jsonparser's error texts. Loki decides
-//!   once per query, by the first stream it reads, whether a parameter is `<name>` or
-//!   `<name>_extracted` (for an index label of that name); the fake decides per stream. Paths
-//!   with an `[n]` index use the strict reader (last duplicate key wins, no fields from a
-//!   malformed line). The connector's query plan (`plan.rs`) models the same stage
-//!   independently; the differential test compares the two.
+//!   whether a parameter is `<name>` or `<name>_extracted` (for an index label of that name)
+//!   once per stage (one per query shard), by the stream of the first line it finds the
+//!   field in; the fake decides per stream. Paths with an `[n]` index use the strict reader
+//!   (last duplicate key wins, no fields from a malformed line). The connector's query plan
+//!   (`plan.rs`) models the same stage independently; the differential test compares the two.
 //! - `detected_level`: the logfmt branch takes the first level-like key in line order (Loki prefers
 //!   the earliest key of its hint list); otherwise Loki's rules and keyword lists are followed.
 //! - Among entries with the same timestamp in different result streams, the `limit` cut keeps the
@@ -3683,8 +3683,9 @@ fn parse_json_path(s: &str) -> Option<Vec<PathSeg>> {
     let c: Vec<char> = s.chars().collect();
     let mut i = 0;
     let mut out = Vec::new();
-    // An unquoted key, as Loki's lexer reads one: a letter or `_`, then
-    // letters, digits and `_` (ASCII only; anything else is refused).
+    // An unquoted key of the characters Loki's lexer allows: a letter or
+    // `_`, then letters, digits and `_` (ASCII only). Loki's lexer also
+    // skips white space between tokens, which the fake refuses.
     let ident = |i: &mut usize| -> Option<String> {
         let st = *i;
         if !c
