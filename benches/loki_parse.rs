@@ -13,12 +13,13 @@
 //! matched and the default line format rendered.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::BatchSize;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tekton_results_logs::backend::loki::history::records_of;
-use tekton_results_logs::backend::loki::plan::Extraction;
+use tekton_results_logs::backend::loki::plan::{Extraction, Pipeline};
 use tekton_results_logs::backend::loki::wire::QueryResponse;
 
 /// A successful streams answer with `entries` entries over three streams.
@@ -155,13 +156,13 @@ fn extract(c: &mut Criterion) {
             "kubernetes.labels.tekton_dev_taskRunUID".to_owned(),
         ),
     ];
-    let extraction = Extraction::new(
+    let pipeline = Pipeline::new(
         &fields,
         "uid",
-        UID,
         "container-{{.container}}: message={{.message}}",
     )
     .expect("the default line format");
+    let extraction = Extraction::new(Arc::new(pipeline), UID);
     let mut group = group(c, "backend::loki::plan");
     for entries in [1700usize, 5000] {
         let body = raw_answer(entries);

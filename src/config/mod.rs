@@ -17,6 +17,7 @@ mod values;
 pub use keys::DEFAULT_DATA_DIR_DOC;
 pub use raw::RawConfig;
 pub use security::{AuthConfig, Limits, Security, TlsFiles};
+pub(crate) use values::is_identifier;
 use values::{
     count_certificates, parse_api_url, parse_bool, parse_buffer_size, parse_ca_cert, parse_ip,
     parse_json_map, parse_json_path, parse_label_name, parse_minutes, parse_optional, parse_path,

@@ -17,7 +17,7 @@ const FALLBACK_BUFFER_SIZE: usize = 65_536;
 const MAX_QUERY_LIMIT: i64 = 5000;
 
 /// Whether `s` matches `[A-Za-z_][A-Za-z0-9_]*` (env keys, Loki label names).
-pub(super) fn is_identifier(s: &str) -> bool {
+pub(crate) fn is_identifier(s: &str) -> bool {
     let mut bytes = s.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')

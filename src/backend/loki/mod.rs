@@ -31,7 +31,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use self::client::{ClientSettings, LokiClient, PROVIDER};
 use self::history::HistoryQuery;
-use self::plan::Extraction;
+use self::plan::{Extraction, Pipeline};
 use self::push::{Batcher, LineShape, LineSplitter, PushLine};
 use self::query::QueryTemplate;
 use super::fanout::{Fanout, Tail};
@@ -59,10 +59,36 @@ pub struct LokiBackend {
     settle: Duration,
     /// The shared live tails of followed runs.
     fanout: Arc<Fanout>,
-    /// Who runs the query's pipeline.
-    plan: QueryPlan,
+    /// The connector plan's pipelines, prepared once; `None` when Loki runs
+    /// the query's pipeline (the Loki plan).
+    pipelines: Option<Pipelines>,
     /// Why the connector plan was configured but the Loki plan is used.
     plan_fallback: Option<String>,
+}
+
+/// What the connector does to each run kind's lines in the connector plan.
+#[derive(Debug)]
+struct Pipelines {
+    taskrun: Arc<Pipeline>,
+    pipelinerun: Arc<Pipeline>,
+}
+
+impl Pipelines {
+    /// Both run kinds' pipelines; `Err` says why the configuration needs
+    /// the Loki plan.
+    fn prepare(template: &QueryTemplate) -> std::result::Result<Self, String> {
+        Ok(Self {
+            taskrun: Arc::new(template.connector_pipeline(RunKind::TaskRun)?),
+            pipelinerun: Arc::new(template.connector_pipeline(RunKind::PipelineRun)?),
+        })
+    }
+
+    fn of(&self, kind: RunKind) -> &Arc<Pipeline> {
+        match kind {
+            RunKind::TaskRun => &self.taskrun,
+            RunKind::PipelineRun => &self.pipelinerun,
+        }
+    }
 }
 
 impl LokiBackend {
@@ -109,27 +135,18 @@ impl LokiBackend {
             taskrun_uid_key: plugin.taskrun_uid_key.clone(),
             pipelinerun_uid_key: plugin.pipelinerun_uid_key.clone(),
         };
-        let mut plan_fallback = None;
-        let plan = match plugin.query_plan {
-            QueryPlan::Loki => QueryPlan::Loki,
-            QueryPlan::Connector => {
-                let refusal = [RunKind::TaskRun, RunKind::PipelineRun]
-                    .into_iter()
-                    .find_map(|kind| template.connector_plan("ns", kind, "uid").err());
-                match refusal {
-                    None => QueryPlan::Connector,
-                    Some(reason) => {
-                        // Said by `warnings`.
-                        plan_fallback = Some(reason);
-                        QueryPlan::Loki
-                    }
-                }
-            }
+        let (pipelines, plan_fallback) = match plugin.query_plan {
+            QueryPlan::Loki => (None, None),
+            QueryPlan::Connector => match Pipelines::prepare(&template) {
+                Ok(pipelines) => (Some(pipelines), None),
+                // Said by `warnings`.
+                Err(reason) => (None, Some(reason)),
+            },
         };
         Ok(Self {
             client: Arc::new(client),
             shape,
-            plan,
+            pipelines,
             plan_fallback,
             template,
             limit: plugin.query_limit,
@@ -185,13 +202,13 @@ impl LokiBackend {
     /// (see `plan.rs`).
     fn plan_for(&self, run: &Run) -> (String, Option<Arc<Extraction>>) {
         let (namespace, kind, uid) = (run.log.parent(), run.kind, run.uid.as_str());
-        if self.plan == QueryPlan::Connector {
-            // Checked when the backend was made: the configuration has a plan.
-            if let Ok((logql, extract)) = self.template.connector_plan(namespace, kind, uid) {
-                return (logql, Some(Arc::new(extract)));
-            }
+        match &self.pipelines {
+            Some(pipelines) => (
+                self.template.connector_query(namespace, uid),
+                Some(Arc::new(Extraction::new(pipelines.of(kind).clone(), uid))),
+            ),
+            None => (self.template.for_run(namespace, kind, uid), None),
         }
-        (self.template.for_run(namespace, kind, uid), None)
     }
 
     fn follow(

@@ -43,8 +43,10 @@
 //! filter.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::wire::{Entry, QueryResponse, StreamResult};
+use crate::config::is_identifier;
 
 mod json;
 
@@ -135,16 +137,17 @@ pub fn render(parts: &[Part], line: &str, labels: &BTreeMap<String, String>) -> 
     out
 }
 
-/// What the connector does to a run's raw lines (steps 1 to 4 above).
+/// What the connector does to the raw lines of a run kind (steps 1 to 4
+/// above), prepared once per configuration; [`Extraction`] applies it to one
+/// run.
 #[derive(Debug)]
-pub struct Extraction {
+pub struct Pipeline {
     /// The labels the `json` stage sets, in the order it lists them.
     labels: Vec<String>,
     /// Their paths.
     paths: json::Paths,
-    /// The label holding the run UID, and the UID.
+    /// The label holding the run UID.
     uid_label: String,
-    uid: String,
     template: Vec<Part>,
 }
 
@@ -153,25 +156,18 @@ pub struct Extraction {
 /// `_`). Anything else (brackets, other characters, white space Loki would
 /// skip) is left to Loki, which reads it or refuses it itself.
 fn parse_path(path: &str) -> Option<Vec<String>> {
-    let key_ok = |key: &str| {
-        let mut bytes = key.bytes();
-        bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    };
-    let keys: Vec<String> = path.split('.').map(str::to_owned).collect();
-    keys.iter().all(|k| key_ok(k)).then_some(keys)
+    path.split('.')
+        .all(is_identifier)
+        .then(|| path.split('.').map(str::to_owned).collect())
 }
 
-impl Extraction {
-    /// The extraction of `fields` (label, path; in the Loki plan's order),
-    /// keeping the lines whose `uid_label` is `uid`, rendered by `template`;
-    /// `Err` says what the connector cannot do exactly.
+impl Pipeline {
+    /// The pipeline of `fields` (label, path; in the Loki plan's order),
+    /// keeping the lines whose `uid_label` is the run's, rendered by
+    /// `template`; `Err` says what the connector cannot do exactly.
     pub fn new(
         fields: &[(String, String)],
         uid_label: &str,
-        uid: &str,
         template: &str,
     ) -> Result<Self, String> {
         let template = parse_template(template).map_err(|action| {
@@ -190,7 +186,7 @@ impl Extraction {
             let keys = parse_path(path).ok_or_else(|| {
                 format!(
                     "the field path {path:?} is not one the connector reads (Loki reads it \
-                         with the Loki plan, or refuses the query if its syntax is wrong)"
+                     with the Loki plan, or refuses the query if its syntax is wrong)"
                 )
             })?;
             labels.push(label.clone());
@@ -200,9 +196,25 @@ impl Extraction {
             labels,
             paths: json::Paths::new(paths),
             uid_label: uid_label.to_owned(),
-            uid: uid.to_owned(),
             template,
         })
+    }
+}
+
+/// A [`Pipeline`] applied to the lines of the run with one UID.
+#[derive(Debug)]
+pub struct Extraction {
+    pipeline: Arc<Pipeline>,
+    uid: String,
+}
+
+impl Extraction {
+    /// `pipeline` keeping the lines of the run whose UID is `uid`.
+    pub fn new(pipeline: Arc<Pipeline>, uid: &str) -> Self {
+        Self {
+            pipeline,
+            uid: uid.to_owned(),
+        }
     }
 
     /// The lines of a raw answer that belong to the run, rendered and
@@ -214,8 +226,9 @@ impl Extraction {
     pub fn apply(&self, response: QueryResponse) -> QueryResponse {
         let mut result = Vec::new();
         for stream in response.data.result {
+            let names = self.field_names(&stream.stream);
             for entry in stream.values {
-                if let Some((labels, line)) = self.line(&stream.stream, &entry) {
+                if let Some((labels, line)) = self.line(&stream.stream, &names, &entry) {
                     result.push(StreamResult {
                         stream: labels,
                         values: vec![Entry {
@@ -236,13 +249,32 @@ impl Extraction {
         }
     }
 
-    /// One raw line: its labels and rendered text, or `None` when it is not
-    /// the run's.
+    /// The label name each field gets on a stream with the `index` labels:
+    /// an index label of its name makes it `<name>_extracted`.
+    fn field_names(&self, index: &BTreeMap<String, String>) -> Vec<String> {
+        self.pipeline
+            .labels
+            .iter()
+            .map(|label| {
+                if index.contains_key(label) {
+                    format!("{label}_extracted")
+                } else {
+                    label.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// One raw line of a stream with the `index` labels, whose fields get
+    /// `names`: its labels and rendered text, or `None` when it is not the
+    /// run's.
     fn line(
         &self,
         index: &BTreeMap<String, String>,
+        names: &[String],
         entry: &Entry,
     ) -> Option<(BTreeMap<String, String>, String)> {
+        let pipeline = &*self.pipeline;
         let raw = entry.line.as_str();
         let mut labels = index.clone();
         // Loki has already named metadata that clashes with an index label
@@ -250,44 +282,28 @@ impl Extraction {
         for (key, value) in &entry.metadata {
             labels.insert(key.clone(), value.clone());
         }
-        if let Some(fields) = self.paths.read(raw) {
-            let read = fields.found.len();
+        if let Some(fields) = pipeline.paths.read(raw) {
             // In the order found: of two fields that get one name, the one
-            // found last wins, as in Loki.
+            // found last wins, as in Loki. An extracted field hides metadata
+            // of its name.
             for (p, value) in fields.found {
-                let label = &self.labels[p];
-                // An extracted field hides metadata of its name; an index
-                // label of its name makes it `<name>_extracted`.
-                let name = if index.contains_key(label) {
-                    format!("{label}_extracted")
-                } else {
-                    label.clone()
-                };
-                labels.insert(name, value);
+                labels.insert(names[p].clone(), value);
             }
-            match fields.error {
-                // No fields at all for a line that does not start like JSON.
-                Some(None) => {
-                    labels.insert(ERROR_LABEL.to_owned(), JSON_ERROR.to_owned());
-                }
-                error => {
-                    if let Some(Some(details)) = error {
-                        labels.insert(ERROR_LABEL.to_owned(), JSON_ERROR.to_owned());
-                        labels.insert(ERROR_DETAILS_LABEL.to_owned(), details.to_owned());
-                    }
-                    // Fields not read are empty, unless a label has the name.
-                    if read < self.labels.len() {
-                        for label in &self.labels {
-                            labels.entry(label.clone()).or_default();
-                        }
-                    }
+            // Loki also gives each field not read an empty label unless one
+            // of its name exists; that is the same as no label here, as
+            // empty labels are left out and render as nothing (the UID is
+            // never empty).
+            if let Some(details) = fields.error {
+                labels.insert(ERROR_LABEL.to_owned(), JSON_ERROR.to_owned());
+                if let Some(details) = details {
+                    labels.insert(ERROR_DETAILS_LABEL.to_owned(), details.to_owned());
                 }
             }
         }
-        if labels.get(&self.uid_label).map(String::as_str) != Some(self.uid.as_str()) {
+        if labels.get(&pipeline.uid_label).map(String::as_str) != Some(self.uid.as_str()) {
             return None;
         }
-        let line = render(&self.template, raw, &labels);
+        let line = render(&pipeline.template, raw, &labels);
         // An empty label is no label in Loki's answer.
         labels.retain(|_, value| !value.is_empty());
         Some((labels, line))
@@ -351,6 +367,20 @@ mod tests {
         );
     }
 
+    /// The extraction of `fields` rendered by `template`, for the run `U`.
+    fn extraction_of(fields: &[(String, String)], template: &str) -> Result<Extraction, String> {
+        Pipeline::new(fields, "uid", template).map(|p| Extraction::new(Arc::new(p), "U"))
+    }
+
+    /// One line of a stream with the `index` labels.
+    fn line_of(
+        extraction: &Extraction,
+        index: &BTreeMap<String, String>,
+        entry: &Entry,
+    ) -> Option<(BTreeMap<String, String>, String)> {
+        extraction.line(index, &extraction.field_names(index), entry)
+    }
+
     fn extraction() -> Extraction {
         let fields = [
             (
@@ -360,7 +390,7 @@ mod tests {
             ("message".to_owned(), "message".to_owned()),
             ("uid".to_owned(), "kubernetes.labels.uid".to_owned()),
         ];
-        Extraction::new(&fields, "uid", "U", "{{.container}} {{.message}}").unwrap()
+        extraction_of(&fields, "{{.container}} {{.message}}").unwrap()
     }
 
     fn one(line: &str, index: &[(&str, &str)]) -> Option<(BTreeMap<String, String>, String)> {
@@ -369,7 +399,7 @@ mod tests {
             line: line.to_owned(),
             metadata: vec![("detected_level".to_owned(), "info".to_owned())],
         };
-        extraction().line(&labels(index), &entry)
+        line_of(&extraction(), &labels(index), &entry)
     }
 
     #[test]
@@ -449,7 +479,7 @@ mod tests {
                 ("message".to_owned(), path.to_owned()),
                 ("uid".to_owned(), "k.uid".to_owned()),
             ];
-            Extraction::new(&fields, "uid", "U", "{{.message}}")
+            extraction_of(&fields, "{{.message}}")
         };
         for path in [
             "message",
@@ -478,7 +508,7 @@ mod tests {
             ("container_extracted".to_owned(), "shadow".to_owned()),
             ("uid".to_owned(), "kubernetes.labels.uid".to_owned()),
         ];
-        let extraction = Extraction::new(&fields, "uid", "U", "{{.container_extracted}}").unwrap();
+        let extraction = extraction_of(&fields, "{{.container_extracted}}").unwrap();
         let index = labels(&[("container", "idx")]);
         let k8s = r#""kubernetes":{"container_name":"c","labels":{"uid":"U"}}"#;
         for (line, want) in [
@@ -490,7 +520,7 @@ mod tests {
                 line,
                 metadata: Vec::new(),
             };
-            let (l, text) = extraction.line(&index, &entry).unwrap();
+            let (l, text) = line_of(&extraction, &index, &entry).unwrap();
             assert_eq!(
                 (l["container_extracted"].as_str(), text.as_str()),
                 (want, want)
@@ -510,7 +540,7 @@ mod tests {
             ],
         };
         let index = labels(&[("pod", "index"), ("container", "idx")]);
-        let (l, text) = extraction().line(&index, &entry).unwrap();
+        let (l, text) = line_of(&extraction(), &index, &entry).unwrap();
         assert_eq!(text, "idx m");
         assert_eq!(
             (

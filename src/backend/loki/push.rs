@@ -17,6 +17,8 @@
 
 use prost::Message;
 
+use crate::config::is_identifier;
+
 /// `logproto.PushRequest`; field 2 (`format`) is never sent and is skipped when decoding.
 #[derive(Clone, PartialEq, Message)]
 struct PushRequest {
@@ -259,7 +261,7 @@ pub fn labels_text(labels: &[(String, String)]) -> Result<String, String> {
     let mut sorted: Vec<&(String, String)> = labels.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, value) in &sorted {
-        if !is_label_name(name) {
+        if !is_identifier(name) {
             return Err(format!(
                 "label name {name:?} does not match [a-zA-Z_][a-zA-Z0-9_]*"
             ));
@@ -290,16 +292,6 @@ pub fn labels_text(labels: &[(String, String)]) -> Result<String, String> {
     }
     out.push('}');
     Ok(out)
-}
-
-fn is_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    match bytes.next() {
-        Some(first) if first.is_ascii_alphabetic() || first == b'_' => {
-            bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        }
-        _ => false,
-    }
 }
 
 /// Encodes a `logproto.PushRequest` (one stream per label set) as protobuf, then compresses it in

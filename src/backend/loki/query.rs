@@ -13,8 +13,9 @@
 //! configuration value or name can change the query's structure.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use super::plan::Extraction;
+use super::plan::{Extraction, Pipeline};
 use crate::run::RunKind;
 
 /// The label the run UID is extracted into.
@@ -85,19 +86,33 @@ impl QueryTemplate {
         (fields, template)
     }
 
-    /// The connector plan for the run (see `plan.rs`): a query that keeps the
-    /// lines containing the UID, and what the connector does to them. `Err`
-    /// says why this configuration needs the Loki plan.
+    /// What the connector does to the lines of runs of `kind` in the
+    /// connector plan (see `plan.rs`). `Err` says why this configuration
+    /// needs the Loki plan.
+    pub fn connector_pipeline(&self, kind: RunKind) -> Result<Pipeline, String> {
+        let (fields, template) = self.pipeline(kind);
+        Pipeline::new(&fields, UID_LABEL, template)
+    }
+
+    /// The connector plan's query for the run `uid` in `namespace`: the
+    /// lines containing the UID.
+    pub fn connector_query(&self, namespace: &str, uid: &str) -> String {
+        format!("{}|= {}", self.selector(namespace), logql_string(uid))
+    }
+
+    /// The connector plan for one run: its query and what the connector does
+    /// to its lines (the backend prepares the pipeline once instead).
     pub fn connector_plan(
         &self,
         namespace: &str,
         kind: RunKind,
         uid: &str,
     ) -> Result<(String, Extraction), String> {
-        let (fields, template) = self.pipeline(kind);
-        let extraction = Extraction::new(&fields, UID_LABEL, uid, template)?;
-        let logql = format!("{}|= {}", self.selector(namespace), logql_string(uid));
-        Ok((logql, extraction))
+        let pipeline = Arc::new(self.connector_pipeline(kind)?);
+        Ok((
+            self.connector_query(namespace, uid),
+            Extraction::new(pipeline, uid),
+        ))
     }
 }
 

@@ -21,6 +21,8 @@
 //!   value), then every U+FFFD becomes a space (Prometheus label values may
 //!   not hold it).
 
+use std::borrow::Cow;
+
 use memchr::{memchr, memchr2, memchr3};
 
 /// The reader's error texts, as `__error_details__` shows them.
@@ -89,7 +91,7 @@ impl Paths {
         let mut done: u64 = 0;
         let mut error = None;
         // The last key seen at each level, up to the deepest path.
-        let mut seen: Vec<Key<'_>> = vec![Key::Plain(""); self.deepest];
+        let mut seen: Vec<Cow<'_, str>> = vec![Cow::Borrowed(""); self.deepest];
         let mut level: i64 = 0;
         let mut i = 0;
         while i < data.len() {
@@ -109,11 +111,11 @@ impl Paths {
                     let raw = &line[i + 1..end - 1];
                     let key = if escaped {
                         match unescape(raw) {
-                            Some(key) => Key::Owned(key),
+                            Some(key) => Cow::Owned(key),
                             None => break,
                         }
                     } else {
-                        Key::Plain(raw)
+                        Cow::Borrowed(raw)
                     };
                     if level <= self.deepest as i64 {
                         if level < 1 {
@@ -125,7 +127,7 @@ impl Paths {
                         for (p, path) in self.paths.iter().enumerate() {
                             if done & (1 << p) != 0
                                 || path.len() != depth
-                                || !path.iter().zip(&seen).all(|(k, s)| k == s.as_str())
+                                || !path.iter().zip(&seen).all(|(k, s)| k == s)
                             {
                                 continue;
                             }
@@ -167,20 +169,9 @@ impl Paths {
     }
 }
 
-/// A key as seen in the line: borrowed, or unescaped.
-#[derive(Debug, Clone)]
-enum Key<'a> {
-    Plain(&'a str),
-    Owned(String),
-}
-
-impl Key<'_> {
-    fn as_str(&self) -> &str {
-        match self {
-            Key::Plain(key) => key,
-            Key::Owned(key) => key,
-        }
-    }
+/// Whether `b` is JSON white space.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
 }
 
 /// The index of the first byte at or after `from` that is not JSON white
@@ -188,7 +179,7 @@ impl Key<'_> {
 fn skip_space(data: &[u8], from: usize) -> Option<usize> {
     data[from..]
         .iter()
-        .position(|b| !matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
+        .position(|&b| !is_space(b))
         .map(|at| from + at)
 }
 
@@ -254,7 +245,7 @@ fn value(line: &str, from: usize) -> Result<String, &'static str> {
         first => {
             let end = data[start..]
                 .iter()
-                .position(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t' | b',' | b'}' | b']'))
+                .position(|&b| is_space(b) || matches!(b, b',' | b'}' | b']'))
                 .map_or(data.len(), |at| start + at);
             let token = &line[start..end];
             match first {
