@@ -30,8 +30,10 @@ fuzz_target!(|data: &[u8]| {
             "{text:?} -> {formatted}"
         );
         // The date and time of a `Z` time with nine fraction digits are
-        // written back as they were given.
-        if text.len() == 30 && text.ends_with('Z') && text.as_bytes()[10] == b'T' {
+        // written back as they were given (but for a leap second, which is
+        // read as second 59).
+        let bytes = text.as_bytes();
+        if text.len() == 30 && text.ends_with('Z') && bytes[10] == b'T' && bytes[17..19] != *b"60" {
             assert_eq!(formatted, text);
         }
     }
