@@ -1,6 +1,6 @@
 //! Noticing that a file changed, for what the service reads again while it
 //! runs (the runs file, the token file, the TLS pair, the service account
-//! token).
+//! token, Loki's bearer token).
 //!
 //! A version of a file is told by its [`Stamp`]: modification and change
 //! times, length and inode (a replaced file, as when a mounted Secret's or
@@ -100,6 +100,47 @@ impl Watched {
     #[cfg(test)]
     pub fn look_next_time(&mut self) {
         self.checked -= RECHECK;
+    }
+}
+
+/// A small file's trimmed text (a bearer token): read when first asked
+/// for, and again when the file changes (as [`Watched`] sees it) or the last
+/// read failed.
+#[derive(Debug)]
+pub struct WatchedText {
+    file: Watched,
+    text: Option<String>,
+}
+
+impl WatchedText {
+    /// `path`, not read yet.
+    pub fn new(path: &Path) -> Self {
+        Self {
+            file: Watched::new(path),
+            text: None,
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// The file's text, trimmed; `Err` while it cannot be read (gone
+    /// included).
+    pub fn text(&mut self) -> std::io::Result<String> {
+        if self.file.changed() || self.text.is_none() {
+            self.text = None;
+            let text = std::fs::read_to_string(self.file.path())?;
+            self.text = Some(text.trim().to_owned());
+        }
+        Ok(self.text.clone().unwrap_or_default())
+    }
+
+    /// Makes the next [`WatchedText::text`] look at the file.
+    #[cfg(test)]
+    pub fn look_next_time(&mut self) {
+        self.file.look_next_time();
     }
 }
 

@@ -346,8 +346,10 @@ async fn token_tenant_and_proxy_path_reach_loki() {
     assert!(request.path.starts_with("/api/logs/v1/application/"));
     assert_eq!(request.header("authorization"), Some("Bearer secret-token"));
     assert_eq!(request.header("x-scope-orgid"), Some("team-a"));
-    // A rotated token is used from the next request on.
+    // A rotated token is used from the next request once the file has been
+    // looked at again (at most a second after the last look).
     std::fs::write(&token, "rotated-token-longer\n").unwrap();
+    tokio::time::sleep(tekton_results_logs::watched::RECHECK).await;
     records(&*backend, LogQuery::new(log_name())).await.unwrap();
     let last = loki.requests_to("/loki/api/v1/query_range").pop().unwrap();
     assert_eq!(

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::cache::Cache;
 use super::{digest, Authorizer, Credentials, Error, Identity, Result, Verb};
 use crate::backend::retry::{retryable_status, RetryPolicy};
-use crate::watched::Watched;
+use crate::watched::WatchedText;
 
 /// The API group of the resource checked.
 pub const GROUP: &str = "results.tekton.dev";
@@ -60,7 +60,7 @@ pub struct KubeAuthorizer {
     decisions: Cache<([u8; 32], String, Verb), std::result::Result<Identity, Error>>,
     /// The service's own token as last read, and its file, read again when
     /// it changes (a projected token is rotated).
-    service_token: Mutex<(Watched, Option<String>)>,
+    service_token: Mutex<WatchedText>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -178,7 +178,7 @@ impl KubeAuthorizer {
             .build()
             .map_err(|e| format!("building the Kubernetes API client: {e}"))?;
         Ok(Self {
-            service_token: Mutex::new((Watched::new(&settings.token_path), None)),
+            service_token: Mutex::new(WatchedText::new(&settings.token_path)),
             users: Cache::new(settings.cache_ttl, settings.cache_size),
             decisions: Cache::new(settings.cache_ttl, settings.cache_size),
             retry: RetryPolicy {
@@ -259,16 +259,9 @@ impl KubeAuthorizer {
     /// The service's own token: read when first asked for, and again when
     /// its file changes or the last read failed.
     fn service_token(&self) -> std::result::Result<String, String> {
-        let mut held = self.service_token.lock().unwrap_or_else(|p| p.into_inner());
-        let (file, token) = &mut *held;
-        if file.changed() || token.is_none() {
-            *token = None;
-            let text = std::fs::read_to_string(file.path()).map_err(|e| {
-                format!("reading the service's token {}: {e}", file.path().display())
-            })?;
-            *token = Some(text.trim().to_owned());
-        }
-        Ok(token.clone().unwrap_or_default())
+        let mut file = self.service_token.lock().unwrap_or_else(|p| p.into_inner());
+        file.text()
+            .map_err(|e| format!("reading the service's token {}: {e}", file.path().display()))
     }
 
     async fn user(&self, token: &str) -> Result<User> {

@@ -8,16 +8,17 @@
 //! passed on in the error message, shortened.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::Mutex;
 
 use super::wire::QueryResponse;
 use crate::backend::retry::{parse_retry_after, retryable_status, RetryPolicy};
 use crate::backend::{Error, Result};
 use crate::telemetry::names;
 use crate::timestamp::now_ns;
+use crate::watched::WatchedText;
 
 pub(super) const PROVIDER: &str = "loki";
 
@@ -170,7 +171,7 @@ impl LokiClient {
         let invalid = |what: &str| {
             Error::internal(PROVIDER, format!("the {what} is not a valid header value"))
         };
-        if let Some(token) = self.token.bearer().await? {
+        if let Some(token) = self.token.bearer()? {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| invalid("token"))?;
             value.set_sensitive(true);
@@ -412,49 +413,26 @@ pub(super) fn excerpt(body: &[u8]) -> String {
     out
 }
 
-/// The bearer token file, read again whenever its modification time or size
-/// changes (kubelet rotates projected tokens by replacing the file).
+/// The bearer token file, read again when it changes (kubelet rotates
+/// projected tokens by replacing the file); no token while it is missing.
 #[derive(Debug)]
-struct TokenFile {
-    path: PathBuf,
-    cached: Mutex<Option<(Option<SystemTime>, u64, String)>>,
-}
+struct TokenFile(Mutex<WatchedText>);
 
 impl TokenFile {
     fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            cached: Mutex::new(None),
-        }
+        Self(Mutex::new(WatchedText::new(&path)))
     }
 
-    async fn bearer(&self) -> Result<Option<String>> {
-        let metadata = match tokio::fs::metadata(&self.path).await {
-            Ok(metadata) => metadata,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(Error::internal(
-                    PROVIDER,
-                    format!("reading the token file {}: {e}", self.path.display()),
-                ))
-            }
-        };
-        let stamp = (metadata.modified().ok(), metadata.len());
-        let mut cached = self.cached.lock().await;
-        if let Some((modified, len, token)) = cached.as_ref() {
-            if (*modified, *len) == stamp {
-                return Ok(Some(token.clone()));
-            }
-        }
-        let text = tokio::fs::read_to_string(&self.path).await.map_err(|e| {
-            Error::internal(
+    fn bearer(&self) -> Result<Option<String>> {
+        let mut file = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match file.text() {
+            Ok(token) => Ok(Some(token)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::internal(
                 PROVIDER,
-                format!("reading the token file {}: {e}", self.path.display()),
-            )
-        })?;
-        let token = text.trim().to_owned();
-        *cached = Some((stamp.0, stamp.1, token.clone()));
-        Ok(Some(token))
+                format!("reading the token file {}: {e}", file.path().display()),
+            )),
+        }
     }
 }
 
@@ -467,14 +445,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         let token = TokenFile::new(path.clone());
-        assert_eq!(token.bearer().await.unwrap(), None);
+        let look_next_time = || token.0.lock().unwrap().look_next_time();
+        assert_eq!(token.bearer().unwrap(), None);
         std::fs::write(&path, "first\n").unwrap();
-        assert_eq!(token.bearer().await.unwrap().as_deref(), Some("first"));
+        assert_eq!(token.bearer().unwrap().as_deref(), Some("first"));
         std::fs::write(&path, "second-token\n").unwrap();
-        assert_eq!(
-            token.bearer().await.unwrap().as_deref(),
-            Some("second-token")
-        );
+        look_next_time();
+        assert_eq!(token.bearer().unwrap().as_deref(), Some("second-token"));
     }
 
     #[test]
